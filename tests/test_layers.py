@@ -1,0 +1,123 @@
+"""The QAT/int8-safe layer kit: numerics, serialization, QAT and int8 TFLite."""
+import numpy as np
+import pytest
+
+from ai_edge_litert.interpreter import Interpreter, OpResolverType
+from mobilecnn import blocks, quantization
+from mobilecnn.blocks import BuildConfig
+from mobilecnn.compat import keras, tf
+from mobilecnn.layers import AddConst, ChannelShuffle, ChannelSplit, GateMultiply, MulConst
+from zoo_helpers import calibrate_batchnorm
+
+
+def _apply(build, x):
+    inputs = keras.Input(x.shape[1:])
+    return keras.Model(inputs, build(inputs))(x).numpy()
+
+
+def test_hard_swish_and_hard_sigmoid_match_the_pytorch_definitions():
+    x = np.linspace(-5, 5, 101, dtype="float32").reshape(1, 1, 101, 1)
+    relu6 = np.clip(x + 3, 0, 6)
+    np.testing.assert_allclose(_apply(lambda t: blocks.hard_swish(t, "hs"), x), x * relu6 / 6, atol=1e-6)
+    np.testing.assert_allclose(_apply(lambda t: blocks.hard_sigmoid(t, "hsig"), x), relu6 / 6, atol=1e-6)
+
+
+def test_channel_shuffle_matches_pytorch_order():
+    x = np.arange(2 * 3 * 3 * 12, dtype="float32").reshape(2, 3, 3, 12)
+    got = _apply(lambda t: ChannelShuffle(3)(t), x)
+    # PyTorch: view(b, g, c/g, h, w).transpose(1, 2) on NCHW
+    nchw = x.transpose(0, 3, 1, 2).reshape(2, 3, 4, 3, 3).transpose(0, 2, 1, 3, 4).reshape(2, 12, 3, 3)
+    np.testing.assert_array_equal(got, nchw.transpose(0, 2, 3, 1))
+
+
+def test_channel_split_and_constants():
+    x = np.random.default_rng(0).normal(size=(1, 4, 4, 6)).astype("float32")
+    inputs = keras.Input((4, 4, 6))
+    a, b = ChannelSplit(2)(inputs)
+    y = GateMultiply()([AddConst(1.5)(a), MulConst(-2.0)(b)])
+    got = keras.Model(inputs, y)(x).numpy()
+    np.testing.assert_allclose(got, (x[..., :3] + 1.5) * (x[..., 3:] * -2.0), rtol=1e-6)
+
+
+def test_layers_reject_indivisible_channels():
+    with pytest.raises(ValueError, match="not divisible by groups=4"):
+        ChannelShuffle(4)(keras.Input((4, 4, 6)))
+    with pytest.raises(ValueError, match="not divisible into 4 parts"):
+        ChannelSplit(4)(keras.Input((4, 4, 6)))
+
+
+def _kit_model():
+    """A small net that uses every custom layer and block kind."""
+    cfg = BuildConfig(padding="symmetric")
+    inputs = keras.Input((32, 32, 3))
+    x = blocks.conv_bn_act(inputs, 16, 3, 2, cfg=cfg, name="stem", act="hard_swish")
+    x = blocks.inverted_residual(x, 16, expanded=48, se_reduced=8, act="hard_swish", se_gate="hard_sigmoid",
+                                 cfg=cfg, name="ir1")
+    x = blocks.inverted_residual(x, 24, expanded=48, strides=2, kernel_size=5, se_reduced=4, act="swish", cfg=cfg,
+                                 name="ir2")
+    x = blocks.shufflenet_v2_unit(x, 24, strides=1, cfg=cfg, name="sv2")
+    x = blocks.shufflenet_v1_unit(x, 48, groups=2, strides=2, first_group=False, cfg=cfg, name="sv1")
+    x = blocks.fused_mbconv(x, 48, expanded=96, cfg=cfg, name="fused")
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, keras.layers.Dense(10)(x))
+
+
+def _int8_tflite(model):
+    fn = tf.function(lambda x: model(x, training=False))
+    concrete = fn.get_concrete_function(tf.TensorSpec([1, *model.input_shape[1:]], tf.float32))
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.inference_input_type = tf.int8
+    converter.inference_output_type = tf.int8
+    return converter.convert()
+
+
+def test_kit_model_qat_round_trip_and_int8_is_one_xnnpack_partition(tmp_path):
+    model = _kit_model()
+    x = np.random.default_rng(1).normal(size=(16, 32, 32, 3)).astype("float32")
+    calibrate_batchnorm(model, x)
+    qat = quantization.quantize(model)
+    qat(x, training=True)  # let the fake-quant ranges see data
+    expected = qat(x[:1]).numpy()
+
+    path = tmp_path / "qat.h5"
+    qat.save(path)
+    with quantization.quantize_scope():
+        reloaded = keras.models.load_model(path)
+    np.testing.assert_array_equal(reloaded(x[:1]).numpy(), expected)
+
+    flat = _int8_tflite(qat)
+    plain = Interpreter(model_content=flat, experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    plain.allocate_tensors()
+    dtypes = {t["index"]: t["dtype"] for t in plain.get_tensor_details()}
+    float_ops = [op["op_name"] for op in plain._get_ops_details()
+                 if op["op_name"] not in ("QUANTIZE", "DEQUANTIZE")
+                 and any(dtypes[i] == np.float32 for i in op["outputs"])]
+    assert not float_ops, f"float compute ops after QAT: {float_ops}"
+    assert "HARD_SWISH" not in {op["op_name"] for op in plain._get_ops_details()}
+
+    delegated = Interpreter(model_content=flat)
+    delegated.allocate_tensors()
+    partitions = [op for op in delegated._get_ops_details() if op["op_name"] == "DELEGATE"]
+    assert len(partitions) == 1
+
+    inp, out = delegated.get_input_details()[0], delegated.get_output_details()[0]
+    scale, zero = inp["quantization"]
+    delegated.set_tensor(inp["index"], np.clip(np.round(x[:1] / scale + zero), -128, 127).astype(np.int8))
+    delegated.invoke()
+    o_scale, o_zero = out["quantization"]
+    got = (delegated.get_tensor(out["index"]).astype("float32") - o_zero) * o_scale
+    assert np.abs(got - expected).max() <= 3 * o_scale + 1e-6
+
+
+def test_annotate_pairs_every_custom_layer():
+    model = _kit_model()
+    annotated = quantization.annotate(model)
+    configs = {}
+    for layer in annotated.layers:
+        inner = getattr(layer, "layer", None)
+        if inner is not None and type(inner) in quantization.LAYER_CONFIG:
+            configs[type(inner).__name__] = type(layer.quantize_config).__name__
+    assert configs == {"AddConst": "OutputQuantizeConfig", "MulConst": "OutputQuantizeConfig",
+                       "GateMultiply": "OutputQuantizeConfig", "ChannelShuffle": "NoOpQuantizeConfig",
+                       "ChannelSplit": "NoOpQuantizeConfig"}

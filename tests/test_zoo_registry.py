@@ -1,0 +1,73 @@
+"""Every registered model: reference parameter count, small forward pass,
+one training step, and a .keras round trip."""
+import numpy as np
+import pytest
+
+from mobilecnn import list_models
+from mobilecnn.compat import keras
+from mobilecnn.registry import create_model, get_card
+from zoo_helpers import small_model, train_step, trainable_count
+
+NAMES = list_models()
+# .keras round trips of the largest models take minutes (zip of >100 MB); they run under -m slow.
+HEAVY = {name for name in NAMES if get_card(name).reference_params > 25_000_000}
+
+
+def test_registry_covers_every_family():
+    families = {get_card(n).family for n in NAMES}
+    assert families == {"mobilenet_v1", "mobilenet_v2", "mobilenet_v3", "shufflenet_v1", "shufflenet_v2", "squeezenet",
+                        "efficientnet", "efficientnet_lite", "efficientnet_v2", "mnasnet"}
+    for name in ("mobilenet_v1_0.75", "mobilenet_v2_1.4", "mobilenet_v3_large_minimalistic", "shufflenet_v1_g3_1.0",
+                 "shufflenet_v2_1.5", "squeezenet_1.1", "efficientnet_b3", "efficientnet_lite0", "efficientnet_v2_s",
+                 "mnasnet_1.0"):
+        assert name in NAMES
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_default_size_parameter_count_matches_reference(name):
+    card = get_card(name)
+    keras.backend.clear_session()
+    model = create_model(name)
+    assert model.input_shape == (None, card.default_size, card.default_size, 3)
+    assert model.output_shape == (None, 1000)
+    count = model.count_params() if card.reference_kind == "total" else trainable_count(model)
+    assert abs(count - card.reference_params) <= card.reference_precision, (
+        f"{name}: {count:,} {card.reference_kind} params, reference {card.reference_params:,} "
+        f"({card.reference_source})")
+
+
+def _check_small(name, tmp_path, round_trip):
+    model = small_model(name)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(8, 64, 64, 3)).astype("float32")
+    y = np.arange(8) % 10
+    out = model(x).numpy()
+    assert out.shape == (8, 10)
+    assert np.isfinite(out).all()
+
+    keras.utils.set_random_seed(0)
+    before = train_step(model, x, y)
+    unchanged = [v.name for v, old in zip(model.trainable_variables, before) if np.array_equal(v.numpy(), old)]
+    assert not unchanged, f"{name}: one training step left {len(unchanged)} weights unchanged: {unchanged[:5]}"
+
+    if round_trip:
+        path = tmp_path / "model.keras"
+        model.save(path)
+        loaded = keras.models.load_model(path, safe_mode=True)
+        np.testing.assert_array_equal(loaded(x).numpy(), model(x).numpy())
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if n not in HEAVY])
+def test_small_forward_train_step_and_round_trip(name, tmp_path):
+    _check_small(name, tmp_path, round_trip=True)
+
+
+@pytest.mark.parametrize("name", sorted(HEAVY))
+def test_small_forward_and_train_step_heavy(name, tmp_path):
+    _check_small(name, tmp_path, round_trip=False)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(HEAVY))
+def test_heavy_round_trip(name, tmp_path):
+    _check_small(name, tmp_path, round_trip=True)

@@ -1,0 +1,40 @@
+"""Helpers shared by the zoo tests."""
+import numpy as np
+
+from mobilecnn.compat import keras, tf
+from mobilecnn.registry import create_model
+
+SMALL = 64
+
+
+def small_model(name, size=SMALL, classes=10):
+    keras.backend.clear_session()
+    return create_model(name, input_shape=(size, size, 3), classes=classes, classifier_activation=None)
+
+
+def calibrate_batchnorm(model, x):
+    """Give BN layers the statistics of `x` so random-weight activations keep a realistic scale."""
+    bns = [l for l in model.layers if isinstance(l, keras.layers.BatchNormalization)]
+    saved = [l.momentum for l in bns]
+    for layer in bns:
+        layer.momentum = 0.0
+    model(x, training=True)
+    for layer, momentum in zip(bns, saved):
+        layer.momentum = momentum
+
+
+def train_step(model, x, y, lr=0.05):
+    """One plain SGD step; returns the trainable variables' values before the step."""
+    before = [v.numpy().copy() for v in model.trainable_variables]
+    with tf.GradientTape() as tape:
+        logits = model(x, training=True)
+        loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True))
+    grads = tape.gradient(loss, model.trainable_variables)
+    for var, grad in zip(model.trainable_variables, grads):
+        if grad is not None:
+            var.assign_sub(lr * tf.convert_to_tensor(grad))
+    return before
+
+
+def trainable_count(model):
+    return int(sum(np.prod(w.shape) for w in model.trainable_weights))
