@@ -23,6 +23,13 @@ def test_registry_covers_every_family():
         assert name in NAMES
 
 
+def keras_applications_count(ctor, kwargs):
+    """Count of the real keras.applications model, minus its preprocessing layers' weights."""
+    model = getattr(keras.applications, ctor)(weights=None, **kwargs)
+    preprocessing = (keras.layers.Normalization, keras.layers.Rescaling)
+    return model.count_params() - sum(l.count_params() for l in model.layers if isinstance(l, preprocessing))
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_default_size_parameter_count_matches_reference(name):
     card = get_card(name)
@@ -34,6 +41,14 @@ def test_default_size_parameter_count_matches_reference(name):
     assert abs(count - card.reference_params) <= card.reference_precision, (
         f"{name}: {count:,} {card.reference_kind} params, reference {card.reference_params:,} "
         f"({card.reference_source})")
+    if card.keras_application:
+        keras.backend.clear_session()
+        assert model.count_params() == keras_applications_count(*card.keras_application)
+
+
+def test_keras_counterparts_are_checked():
+    assert sum(1 for n in NAMES if get_card(n).keras_application) >= 30
+    assert create_model("mobilenet_v2_1.0").count_params() == 3_538_984
 
 
 def _check_small(name, tmp_path, round_trip):

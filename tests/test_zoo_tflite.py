@@ -1,0 +1,40 @@
+"""Float TFLite (batch 1) matches Keras within 1e-4 relative: one model per
+family by default, every registered model under -m slow."""
+import numpy as np
+import pytest
+
+from ai_edge_litert.interpreter import Interpreter
+from mobilecnn import list_models
+from mobilecnn.compat import tf
+from mobilecnn.registry import get_card
+from zoo_helpers import calibrate_batchnorm, small_model
+
+NAMES = list_models()
+ONE_PER_FAMILY = sorted({get_card(n).family: n for n in reversed(NAMES)}.values())
+
+
+def fp32_relative_error(name):
+    model = small_model(name)
+    x = np.random.default_rng(0).normal(size=(8, 64, 64, 3)).astype("float32")
+    calibrate_batchnorm(model, x)
+    fn = tf.function(lambda t: model(t, training=False))
+    concrete = fn.get_concrete_function(tf.TensorSpec([1, 64, 64, 3], tf.float32))
+    flat = tf.lite.TFLiteConverter.from_concrete_functions([concrete], model).convert()
+    interpreter = Interpreter(model_content=flat)
+    interpreter.allocate_tensors()
+    inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    interpreter.set_tensor(inp["index"], x[:1])
+    interpreter.invoke()
+    expected = model(x[:1], training=False).numpy()
+    return np.abs(interpreter.get_tensor(out["index"]) - expected).max() / np.abs(expected).max()
+
+
+@pytest.mark.parametrize("name", ONE_PER_FAMILY)
+def test_fp32_tflite_matches_keras(name):
+    assert fp32_relative_error(name) <= 1e-4
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [n for n in NAMES if n not in ONE_PER_FAMILY])
+def test_fp32_tflite_matches_keras_all(name):
+    assert fp32_relative_error(name) <= 1e-4
