@@ -66,4 +66,6 @@ REFERENCE = {
     "shufflenet_v1_g8_1.0": (2_400_000, "trainable", "Megvii ShuffleNet-Series README: ShuffleNetV1 1.0x (group=8) 2.4M", 50_000),
     "shufflenet_v1_g8_1.5": (4_300_000, "trainable", "Megvii ShuffleNet-Series README: ShuffleNetV1 1.5x (group=8) 4.3M", 50_000),
     "shufflenet_v1_g8_2.0": (6_500_000, "trainable", "Megvii ShuffleNet-Series README: ShuffleNetV1 2.0x (group=8) 6.5M", 50_000),
+    "mnasnet_a1": (3_890_000, "trainable", "timm semnasnet_100 (TF mnasnet-a1): 3.89M params", 5_000),
+    "mnasnet_small": (2_030_000, "trainable", "timm mnasnet_small (TF mnasnet-small): 2.03M params", 5_000),
 }

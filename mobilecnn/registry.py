@@ -83,6 +83,8 @@ def _cards():
             keras_application=(ctor, {"include_preprocessing": False}))
     for alpha in (0.5, 0.75, 1.0, 1.3):
         add(f"mnasnet_{alpha}", "mnasnet", "MnasNet", {"alpha": alpha})
+    for variant in ("a1", "small"):
+        add(f"mnasnet_{variant}", "mnasnet", "MnasNet", {"variant": variant})
     return {card.name: card for card in cards}
 
 
