@@ -1,7 +1,9 @@
 """What every zoo constructor shares: input resolution, the classifier head,
 argument checks and weight loading, with keras.applications semantics."""
+import json
 import os
 
+from .blocks import BuildConfig
 from .compat import keras
 
 L = keras.layers
@@ -36,6 +38,43 @@ def check_weights(weights):
     if not os.path.isfile(weights):
         raise FileNotFoundError(f"weights file not found: {os.fspath(weights)}")
     return os.fspath(weights)
+
+
+PORT_RECORD = "mobilecnn_port"  # HDF5 attribute written by `mobilecnn port`
+
+
+def weights_record(path):
+    """The build record (model, classes, padding, bn_epsilon) stored in a ported weights file, or None."""
+    import h5py
+
+    try:
+        with h5py.File(os.fspath(path), "r") as f:
+            raw = f.attrs.get(PORT_RECORD)
+    except OSError:  # not HDF5: nothing recorded
+        return None
+    return json.loads(raw) if raw is not None else None
+
+
+def build_config(weights, padding=None, bn_epsilon=None, *, default_padding="symmetric", default_epsilon=1e-3,
+                 bn_momentum=0.99):
+    """BuildConfig for a constructor call.
+
+    Unset `padding`/`bn_epsilon` come from the weights file's port record
+    when it has one (a checkpoint only reproduces its outputs with the
+    padding and epsilon it was trained with), else from the family default.
+    An explicit value that contradicts the record is an error.
+    """
+    recorded = {}
+    path = check_weights(weights)
+    if path:
+        recorded = (weights_record(path) or {}).get("build", {})
+    chosen = {}
+    for key, given, default in (("padding", padding, default_padding), ("bn_epsilon", bn_epsilon, default_epsilon)):
+        if given is not None and key in recorded and given != recorded[key]:
+            raise ValueError(f"{key}={given!r} contradicts weights file {path}, which was ported for "
+                             f"{key}={recorded[key]!r}; leave {key} unset")
+        chosen[key] = given if given is not None else recorded.get(key, default)
+    return BuildConfig(padding=chosen["padding"], bn_epsilon=chosen["bn_epsilon"], bn_momentum=bn_momentum)
 
 
 def check_range(name, value, low, high):

@@ -2,7 +2,6 @@
 and EfficientNet-Lite0-4 (TensorFlow's efficientnet_lite_builder: no SE,
 ReLU6, stem and head not scaled, first and last stage repeats not scaled)."""
 from .. import base
-from ..blocks import BuildConfig
 from .mbconv import MBConvSpec, Stage, build_features, make_divisible, round_repeats
 
 # (kernel, repeats, channels, expansion, stride, se)
@@ -58,9 +57,9 @@ def spec(variant):
 
 
 def _efficientnet(variant, input_shape, include_top, weights, input_tensor, pooling, classes,
-                  classifier_activation, name, padding, bn_epsilon):
+                  classifier_activation, name, padding, bn_epsilon, default_padding):
     _, _, size, dropout = VARIANTS[variant]
-    cfg = BuildConfig(padding=padding, bn_epsilon=bn_epsilon)
+    cfg = base.build_config(weights, padding, bn_epsilon, default_padding=default_padding)
     kind = "efficientnet_" + variant
     return base.build(
         lambda x: build_features(x, spec(variant), cfg),
@@ -80,10 +79,10 @@ def _efficientnet(variant, input_shape, include_top, weights, input_tensor, pool
 
 def _constructor(variant, default_padding):
     def constructor(include_top=True, weights=None, input_tensor=None, input_shape=None, pooling=None,
-                    classes=1000, classifier_activation="softmax", name=None, padding=default_padding,
-                    bn_epsilon=1e-3):
+                    classes=1000, classifier_activation="softmax", name=None, padding=None,
+                    bn_epsilon=None):
         return _efficientnet(variant, input_shape, include_top, weights, input_tensor, pooling, classes,
-                             classifier_activation, name, padding, bn_epsilon)
+                             classifier_activation, name, padding, bn_epsilon, default_padding)
 
     constructor.__name__ = "EfficientNet" + variant.capitalize().replace("Lite", "Lite")
     constructor.__doc__ = f"EfficientNet-{variant.upper()} with keras.applications arguments."

@@ -1,6 +1,5 @@
 """EfficientNetV2 B0-B3 and S/M/L (Tan & Le 2021), as keras.applications.EfficientNetV2*."""
 from .. import base
-from ..blocks import BuildConfig
 from .mbconv import MBConvSpec, Stage, build_features, round_repeats
 
 # (block, kernel, repeats, in channels, out channels, expansion, stride, se)
@@ -78,10 +77,10 @@ def spec(variant):
 
 def _constructor(variant):
     def constructor(include_top=True, weights=None, input_tensor=None, input_shape=None, pooling=None,
-                    classes=1000, classifier_activation="softmax", name=None, padding="symmetric",
-                    bn_epsilon=1e-3):
+                    classes=1000, classifier_activation="softmax", name=None, padding=None,
+                    bn_epsilon=None):
         _, _, size, dropout = VARIANTS[variant]
-        cfg = BuildConfig(padding=padding, bn_epsilon=bn_epsilon, bn_momentum=0.9)
+        cfg = base.build_config(weights, padding, bn_epsilon, bn_momentum=0.9)
         return base.build(
             lambda x: build_features(x, spec(variant), cfg),
             default_size=size,

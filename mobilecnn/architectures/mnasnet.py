@@ -6,7 +6,6 @@ The stem's depthwise-separable conv (no activation after its pointwise conv)
 is an inverted residual with expansion 1, so each variant is one stage table.
 """
 from .. import base
-from ..blocks import BuildConfig
 from .mbconv import MBConvSpec, Stage, build_features, make_divisible
 
 # variant: (stem channels, stages of (channels, repeats, kernel, stride, expansion, se))
@@ -32,12 +31,12 @@ def spec(alpha=1.0, variant="b1"):
 
 
 def MnasNet(input_shape=None, alpha=1.0, include_top=True, weights=None, input_tensor=None, pooling=None,
-            classes=1000, classifier_activation="softmax", name=None, padding="symmetric", bn_epsilon=1e-5,
+            classes=1000, classifier_activation="softmax", name=None, padding=None, bn_epsilon=None,
             variant="b1"):
     base.check_range("alpha", alpha, 0.1, 2.0)
     if variant not in TABLES:
         raise ValueError(f"variant must be one of {sorted(TABLES)}, got {variant!r}")
-    cfg = BuildConfig(padding=padding, bn_epsilon=bn_epsilon, bn_momentum=0.9997)
+    cfg = base.build_config(weights, padding, bn_epsilon, default_epsilon=1e-5, bn_momentum=0.9997)
     return base.build(
         lambda x: build_features(x, spec(alpha, variant), cfg),
         default_size=224,

@@ -1,6 +1,5 @@
 """MobileNet V1 (Howard et al. 2017), as keras.applications.MobileNet."""
 from .. import base, blocks
-from ..blocks import BuildConfig
 
 # (pointwise channels, stride) of the 13 depthwise-separable blocks.
 TABLE = ((64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2), (512, 1), (512, 1), (512, 1), (512, 1),
@@ -17,11 +16,11 @@ def features(x, alpha, depth_multiplier, cfg):
 
 def MobileNet(input_shape=None, alpha=1.0, depth_multiplier=1, dropout=1e-3, include_top=True, weights=None,
               input_tensor=None, pooling=None, classes=1000, classifier_activation="softmax", name=None,
-              padding="symmetric", bn_epsilon=1e-3):
+              padding=None, bn_epsilon=None):
     base.check_range("alpha", alpha, 0.25, 1.0)
     if not isinstance(depth_multiplier, int) or depth_multiplier < 1:
         raise ValueError(f"depth_multiplier must be a positive integer, got {depth_multiplier!r}")
-    cfg = BuildConfig(padding=padding, bn_epsilon=bn_epsilon)
+    cfg = base.build_config(weights, padding, bn_epsilon)
     return base.build(
         lambda x: features(x, alpha, depth_multiplier, cfg),
         default_size=224,

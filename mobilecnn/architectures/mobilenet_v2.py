@@ -1,6 +1,5 @@
 """MobileNetV2 (Sandler et al. 2018), as keras.applications.MobileNetV2."""
 from .. import base
-from ..blocks import BuildConfig
 from .mbconv import MBConvSpec, Stage, build_features, make_divisible
 
 # (expansion, channels, repeats, stride)
@@ -26,11 +25,11 @@ def MobileNetV2(
     classes=1000,
     classifier_activation="softmax",
     name=None,
-    padding="symmetric",
-    bn_epsilon=1e-3,
+    padding=None,
+    bn_epsilon=None,
 ):
     base.check_range("alpha", alpha, 0.1, 2.0)
-    cfg = BuildConfig(padding=padding, bn_epsilon=bn_epsilon, bn_momentum=0.999)
+    cfg = base.build_config(weights, padding, bn_epsilon, bn_momentum=0.999)
     return base.build(
         lambda x: build_features(x, spec(alpha), cfg),
         default_size=224,

@@ -4,7 +4,6 @@ Hard-swish and hard-sigmoid are built from single-op layers (see blocks.py);
 `minimalistic` drops SE, hard-swish and 5x5 kernels, as in Keras.
 """
 from .. import base, blocks
-from ..blocks import BuildConfig
 from ..compat import keras
 from .mbconv import MBConvSpec, Stage, build_features, make_divisible
 
@@ -87,7 +86,7 @@ def _top(size, alpha, act):
 def _mobilenet_v3(size, input_shape, alpha, minimalistic, include_top, weights, input_tensor, pooling, classes,
                   classifier_activation, name, padding, bn_epsilon):
     base.check_range("alpha", alpha, 0.1, 2.0)
-    cfg = BuildConfig(padding=padding, bn_epsilon=bn_epsilon, bn_momentum=0.999)
+    cfg = base.build_config(weights, padding, bn_epsilon, bn_momentum=0.999)
     model_spec = spec(size, alpha, minimalistic)
     suffix = "minimalistic" if minimalistic else alpha
     return base.build(
@@ -108,13 +107,13 @@ def _mobilenet_v3(size, input_shape, alpha, minimalistic, include_top, weights, 
 
 def MobileNetV3Small(input_shape=None, alpha=1.0, minimalistic=False, include_top=True, weights=None,
                      input_tensor=None, classes=1000, pooling=None, classifier_activation="softmax", name=None,
-                     padding="symmetric", bn_epsilon=1e-3):
+                     padding=None, bn_epsilon=None):
     return _mobilenet_v3("small", input_shape, alpha, minimalistic, include_top, weights, input_tensor, pooling,
                          classes, classifier_activation, name, padding, bn_epsilon)
 
 
 def MobileNetV3Large(input_shape=None, alpha=1.0, minimalistic=False, include_top=True, weights=None,
                      input_tensor=None, classes=1000, pooling=None, classifier_activation="softmax", name=None,
-                     padding="symmetric", bn_epsilon=1e-3):
+                     padding=None, bn_epsilon=None):
     return _mobilenet_v3("large", input_shape, alpha, minimalistic, include_top, weights, input_tensor, pooling,
                          classes, classifier_activation, name, padding, bn_epsilon)

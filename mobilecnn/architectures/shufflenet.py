@@ -5,7 +5,6 @@ Both share the stem (3x3/2 conv-BN-ReLU, 3x3/2 max pool), three stages of
 [4, 8, 4] units whose first unit has stride 2, and a global-pool head.
 """
 from .. import base, blocks
-from ..blocks import BuildConfig
 from ..compat import keras
 
 REPEATS = (4, 8, 4)
@@ -62,12 +61,12 @@ def _v1_head(x, classes, classifier_activation):
 
 
 def ShuffleNetV1(input_shape=None, groups=3, scale=1.0, include_top=True, weights=None, input_tensor=None,
-                 pooling=None, classes=1000, classifier_activation="softmax", name=None, padding="symmetric",
-                 bn_epsilon=1e-5):
+                 pooling=None, classes=1000, classifier_activation="softmax", name=None, padding=None,
+                 bn_epsilon=None):
     if groups not in V1_WIDTHS:
         raise ValueError(f"groups must be one of {sorted(V1_WIDTHS)}, got {groups!r}")
     base.check_range("scale", scale, 0.25, 2.0)
-    cfg = BuildConfig(padding=padding, bn_epsilon=bn_epsilon, bn_momentum=0.9)
+    cfg = base.build_config(weights, padding, bn_epsilon, default_epsilon=1e-5, bn_momentum=0.9)
     return base.build(
         lambda x: v1_features(x, groups, scale, cfg),
         default_size=224,
@@ -85,10 +84,10 @@ def ShuffleNetV1(input_shape=None, groups=3, scale=1.0, include_top=True, weight
 
 
 def ShuffleNetV2(input_shape=None, scale=1.0, include_top=True, weights=None, input_tensor=None, pooling=None,
-                 classes=1000, classifier_activation="softmax", name=None, padding="symmetric", bn_epsilon=1e-5):
+                 classes=1000, classifier_activation="softmax", name=None, padding=None, bn_epsilon=None):
     if scale not in V2_WIDTHS:
         raise ValueError(f"scale must be one of {sorted(V2_WIDTHS)}, got {scale!r}")
-    cfg = BuildConfig(padding=padding, bn_epsilon=bn_epsilon, bn_momentum=0.9)
+    cfg = base.build_config(weights, padding, bn_epsilon, default_epsilon=1e-5, bn_momentum=0.9)
     return base.build(
         lambda x: v2_features(x, scale, cfg),
         default_size=224,

@@ -4,7 +4,6 @@ The stem conv has no padding and the max pools use PyTorch's ceil_mode, as
 the reference; the classifier is a 1x1 conv + ReLU before the global pool.
 """
 from .. import base, blocks
-from ..blocks import BuildConfig
 from ..compat import keras
 
 # Per version: stem (channels, kernel), then the feature sequence:
@@ -42,10 +41,10 @@ def _head(x, classes, classifier_activation):
 
 
 def SqueezeNet(input_shape=None, version="1.1", include_top=True, weights=None, input_tensor=None, pooling=None,
-               classes=1000, classifier_activation="softmax", name=None, padding="symmetric"):
+               classes=1000, classifier_activation="softmax", name=None, padding=None):
     if version not in LAYOUTS:
         raise ValueError(f"version must be one of {sorted(LAYOUTS)}, got {version!r}")
-    cfg = BuildConfig(padding=padding)
+    cfg = base.build_config(weights, padding)
     return base.build(
         lambda x: features(x, version, cfg),
         default_size=224,
