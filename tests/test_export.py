@@ -1,0 +1,423 @@
+"""export/: runner, conversion modes, verification, metadata, atomic output, CLI and bad input.
+
+Models here are tiny hand-built tf_keras graphs made with mobilecnn.blocks
+(hard-swish, SE with GateMultiply, inverted residual) at 32 px. Their
+weights are random, so lossy-mode parity is a perturbation check only.
+"""
+import json
+import os
+
+import numpy as np
+import pytest
+
+from mobilecnn.compat import keras, tf
+
+import export
+from export.commands import export_command
+
+SIZE = 32
+CLASSES = 10
+
+
+# -- models and data --------------------------------------------------------
+def tiny_model(name="tiny", softmax=True, lambda_layer=False):
+    from mobilecnn import blocks
+
+    keras.utils.set_random_seed(0)
+    cfg = blocks.BuildConfig()
+    inputs = keras.Input((SIZE, SIZE, 3), name="input")
+    x = inputs
+    if lambda_layer:
+        x = keras.layers.Lambda(lambda t: t * 0.5, name="halve")(x)
+    x = blocks.conv_bn_act(x, 16, 3, 2, cfg=cfg, name="stem", act="hard_swish")
+    x = blocks.inverted_residual(x, 16, expanded=32, se_reduced=8, act="hard_swish", cfg=cfg, name="b1")
+    x = blocks.inverted_residual(x, 24, expanded=48, strides=2, cfg=cfg, name="b2")
+    x = blocks.conv_bn_act(x, 64, 1, cfg=cfg, name="head", act="relu6")
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    x = keras.layers.Dense(CLASSES, name="logits")(x)
+    if softmax:
+        x = keras.layers.Activation("softmax", name="predictions")(x)
+    model = keras.Model(inputs, x, name=name)
+    export.calibrate_batchnorm(model, samples(16))
+    return model
+
+
+def samples(n, seed=0):
+    return np.random.default_rng(seed).uniform(-1, 1, size=(n, SIZE, SIZE, 3)).astype(np.float32)
+
+
+def write_images(folder, n, channels=3, seed=0, size=40):
+    os.makedirs(folder, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        pixels = rng.integers(0, 256, size=(size, size, channels), dtype=np.uint8)
+        encode = tf.io.encode_png if i % 2 else tf.io.encode_jpeg
+        with open(os.path.join(folder, f"img{i}.{'png' if i % 2 else 'jpg'}"), "wb") as f:
+            f.write(encode(pixels).numpy())
+    return folder
+
+
+@pytest.fixture(scope="module")
+def model():
+    return tiny_model()
+
+
+def trained_model():
+    """The tiny model fitted a few epochs on learnable labels (which quadrant/channel is brightest),
+    so that CLI exports of a saved model are judged by the trained-model thresholds."""
+    model = tiny_model("trained")  # seeded: the fit below is deterministic
+    x = samples(256, seed=5)
+    y = (x[:, :16, :16].mean((1, 2)).argmax(1) + 3 * x[:, 16:, 16:].mean((1, 2)).argmax(1)) % CLASSES
+    model.compile(keras.optimizers.Adam(3e-3), keras.losses.SparseCategoricalCrossentropy())
+    model.fit(x, y, epochs=8, batch_size=32, verbose=0)
+    return model
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    model = trained_model()
+    root = tmp_path_factory.mktemp("export")
+    paths = {"root": root}
+    paths["keras"] = str(root / "tiny.keras")
+    model.save(paths["keras"])
+    paths["h5"] = str(root / "tiny.h5")
+    model.save(paths["h5"], include_optimizer=False)
+    paths["weights"] = str(root / "tiny.weights.h5")
+    model.save_weights(paths["weights"])
+    paths["rep"] = write_images(str(root / "rep"), 8)
+    paths["gray"] = write_images(str(root / "gray"), 3, channels=1)
+    os.makedirs(root / "empty")
+    paths["empty"] = str(root / "empty")
+    os.makedirs(root / "corrupt")
+    (root / "corrupt" / "broken.jpg").write_bytes(b"\xff\xd8\xff this is not a jpeg")
+    paths["corrupt"] = str(root / "corrupt")
+    (root / "notes.keras").write_text("not a zip archive")
+    paths["text_keras"] = str(root / "notes.keras")
+    (root / "notes.txt").write_text("hello")
+    paths["text"] = str(root / "notes.txt")
+    lam = tiny_model("lam", lambda_layer=True)
+    for kind, kwargs in (("keras", {}), ("h5", {}), ("savedmodel", {"save_format": "tf"})):
+        path = str(root / f"lam.{kind}" if kind != "savedmodel" else root / "lam_savedmodel")
+        lam.save(path, **kwargs)
+        paths[f"lambda_{kind}"] = path
+    paths["eval"] = str(root / "eval")
+    for c in range(CLASSES):
+        write_images(os.path.join(paths["eval"], f"class{c}"), 2, seed=100 + c)
+    return paths
+
+
+def run_cli(args):
+    from click.testing import CliRunner
+
+    return CliRunner().invoke(export_command, [str(a) for a in args], catch_exceptions=False)
+
+
+def leftovers(folder):
+    return sorted(f for f in os.listdir(folder) if f.endswith((".tflite", ".json", ".partial")))
+
+
+# -- Runner -----------------------------------------------------------------
+def test_runner_backends_agree_and_report(model):
+    conv = export.convert(model, "fp32")
+    x = samples(1, seed=3)
+    want = np.asarray(conv.model(x))
+    outputs = {}
+    for backend in export.BACKENDS:
+        runner = export.Runner(conv.tflite, backend=backend)
+        outputs[backend] = runner.run(x)
+        assert runner.init_ms > 0
+        assert runner.input_details[0]["shape"] == (1, SIZE, SIZE, 3)
+        assert runner.input_details[0]["dtype"] == np.float32
+        if backend == "compiled":
+            assert runner.partitions is None and runner.fully_accelerated is True
+        else:
+            assert runner.fully_accelerated is None
+            assert runner.partitions == (1 if backend == "xnnpack" else 0)
+        runner.close()
+    for backend, got in outputs.items():
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-4 * np.abs(want).max(), err_msg=backend)
+    assert export.Runner.runtime == "ai-edge-litert" and export.Runner.runtime_version.startswith("2.")
+
+
+def test_runner_quantizes_inputs_and_dequantizes_outputs(model, tmp_path):
+    conv = export.convert(model, "int8", io="int8", representative=samples(16))
+    path = tmp_path / "m.tflite"
+    path.write_bytes(conv.tflite)
+    runner = export.Runner(str(path))  # from a path this time
+    info_in, info_out = runner.input_details[0], runner.output_details[0]
+    assert info_in["dtype"] == np.int8 and info_out["dtype"] == np.int8
+    scale, zero_point = info_in["quantization"]
+    assert scale > 0
+    x = samples(1, seed=4)
+    runner.set_input(x)
+    raw_in = runner._interp.get_tensor(info_in["index"])
+    np.testing.assert_array_equal(raw_in, np.clip(np.round(x / scale) + zero_point, -128, 127).astype(np.int8))
+    runner.invoke()
+    raw_out = runner._interp.get_tensor(info_out["index"])
+    out_scale, out_zero = info_out["quantization"]
+    np.testing.assert_allclose(runner.get_output(), (raw_out.astype(np.float32) - out_zero) * out_scale, rtol=1e-6)
+    # The compiled backend takes the same float input and returns the same dequantized output.
+    compiled = export.Runner(conv.tflite, backend="compiled")
+    np.testing.assert_allclose(compiled.run(x), runner.run(x), atol=2 * out_scale)
+    ops = runner.ops()
+    assert {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"} <= {op["name"] for op in ops}
+    assert all(op["output_dtypes"] == ["int8"] for op in ops if op["name"] == "CONV_2D")
+    with pytest.raises(ValueError, match="expects shape"):
+        runner.set_input(samples(2))
+
+
+def test_runner_rejects_bad_arguments(tmp_path):
+    with pytest.raises(ValueError, match="backend must be one of"):
+        export.Runner(b"", backend="gpu")
+    with pytest.raises(ValueError, match="weight_cache_path needs backend='compiled'"):
+        export.Runner(b"", weight_cache_path=str(tmp_path / "cache"))
+    with pytest.raises(FileNotFoundError, match="missing.tflite"):
+        export.Runner(str(tmp_path / "missing.tflite"))
+
+
+def test_compiled_runner_writes_weight_cache(model, tmp_path):
+    conv = export.convert(model, "fp32")
+    cache = tmp_path / "tiny.xnnpack_cache"
+    first = export.Runner(conv.tflite, backend="compiled", weight_cache_path=str(cache))
+    y = first.run(samples(1))
+    first.close()
+    assert cache.is_file() and cache.stat().st_size > 0
+    again = export.Runner(conv.tflite, backend="compiled", weight_cache_path=str(cache))
+    np.testing.assert_array_equal(again.run(samples(1)), y)
+
+
+# -- conversion and verification -----------------------------------------------
+def test_fp32_parity_and_softmax_dropped(model):
+    conv = export.convert(model, "fp32")
+    assert conv.dropped_activation == "softmax"
+    assert conv.model.output.shape[-1] == CLASSES and conv.model.layers[-1].name == "logits"
+    result = export.verify(conv.model, conv.tflite, mode="fp32", samples=samples(8))
+    assert result.ok, result.failures
+    assert result.parity["rel_error"] < 1e-4 and result.parity["top1_agreement"] == 1.0
+    assert "SOFTMAX float32" not in result.op_counts
+
+
+@pytest.mark.parametrize("io", ["float", "int8", "uint8"])
+def test_int8_is_all_integer_in_one_partition(model, io):
+    conv = export.convert(model, "int8", io=io, representative=samples(16))
+    result = export.verify(conv.model, conv.tflite, mode="int8", samples=samples(8, seed=1), perturbation=True)
+    assert result.ok, result.failures
+    assert result.float_ops == []
+    assert result.delegation["partitions"] == 1
+    # uint8 IO adds uint8<->int8 QUANTIZE ops at the ends, which stay outside XNNPACK.
+    assert result.delegation["fully_accelerated"] is (io != "uint8")
+    runner = export.Runner(conv.tflite)
+    assert runner.input_details[0]["dtype"] == {"float": np.float32, "int8": np.int8, "uint8": np.uint8}[io]
+    # Hard-swish is decomposed by the blocks: no HARD_SWISH op (XNNPACK runs none in int8).
+    assert not any(op["name"] == "HARD_SWISH" for op in runner.ops())
+
+
+def test_kept_softmax_breaks_int8_delegation_and_fails_verification(model):
+    conv = export.convert(model, "int8", representative=samples(16), keep_activation=True)
+    assert conv.dropped_activation is None
+    result = export.verify(conv.model, conv.tflite, mode="int8", samples=samples(8), perturbation=True)
+    assert result.op_counts.get("SOFTMAX int8") == 1
+    assert not result.ok and any(f.startswith("delegation:") for f in result.failures)
+    allowed = export.verify(conv.model, conv.tflite, mode="int8", samples=samples(8), perturbation=True,
+                            allow_partial_delegation=True)
+    assert allowed.ok, allowed.failures
+
+
+@pytest.mark.parametrize("mode", ["fp16", "dynamic", "int16x8"])
+def test_other_modes_convert_and_verify(model, mode):
+    rep = samples(16) if mode == "int16x8" else None
+    conv = export.convert(model, mode, representative=rep)
+    result = export.verify(conv.model, conv.tflite, mode=mode, samples=samples(8), perturbation=True,
+                           allow_partial_delegation=mode == "int16x8")
+    assert result.ok, result.failures
+    assert result.parity["rel_l2"] <= export.PERTURBATION[mode]["rel_l2"]
+    if mode == "int16x8":  # XNNPACK has no 16x8 kernels: nothing is delegated
+        assert result.delegation["partitions"] == 0
+        assert any(k.endswith("int16") for k in result.op_counts)
+
+
+def test_float_ops_in_an_int8_model_fail_verification(model):
+    """Checked as an int8 model, a float model's every compute op is flagged."""
+    conv = export.convert(model, "fp32")
+    result = export.verify(conv.model, conv.tflite, mode="int8", samples=samples(4), perturbation=True)
+    flagged = [f for f in result.failures if f.startswith("op report:")]
+    assert len(result.float_ops) == len(export.Runner(conv.tflite).ops())
+    assert len(flagged) == 1 and "--allow-float-ops" in flagged[0]
+    allowed = export.verify(conv.model, conv.tflite, mode="int8", samples=samples(4), perturbation=True,
+                            allow_float_ops=True)
+    assert allowed.ok, allowed.failures
+
+
+def test_sparse_fp32_encodes_pruned_weights(model):
+    pruned = keras.models.clone_model(model)
+    pruned.set_weights(model.get_weights())
+    rng = np.random.default_rng(0)
+    for layer in pruned.layers:
+        if isinstance(layer, keras.layers.Conv2D) and layer.kernel_size == (1, 1):
+            kernel, *rest = layer.get_weights()
+            kernel[rng.random(kernel.shape) < 0.8] = 0.0
+            layer.set_weights([kernel, *rest])
+    dense = export.sparsity(export.convert(pruned, "fp32").tflite)
+    conv = export.convert(pruned, "fp32", sparse=True)
+    sparse = export.sparsity(conv.tflite)
+    assert dense["sparse_tensors"] == 0 and sparse["sparse_tensors"] > 0 and sparse["densify_ops"] > 0
+    assert sparse["zero_fraction"] == pytest.approx(dense["zero_fraction"], abs=1e-6)
+    assert dense["zero_fraction"] > 0.4
+    result = export.verify(conv.model, conv.tflite, mode="fp32", samples=samples(4))
+    assert result.ok, result.failures
+
+
+@pytest.mark.parametrize("mode", ["int8", "dynamic", "int16x8"])
+def test_sparse_refused_outside_float_modes(model, mode):
+    with pytest.raises(export.ExportError, match="--sparse works with float modes only"):
+        export.convert(model, mode, sparse=True, representative=samples(4))
+
+
+def test_int8_without_calibration_data_is_an_error(model):
+    with pytest.raises(export.ExportError, match="needs calibration data"):
+        export.convert(model, "int8")
+
+
+def test_qat_model_converts_to_int8_without_calibration(model):
+    from mobilecnn.quantization import quantize
+
+    qat = quantize(tiny_model("qat_base"))
+    qat(samples(8), training=True)  # let the fake-quant ranges see data
+    assert export.is_qat_model(qat) and not export.is_qat_model(model)
+    conv = export.convert(qat, "int8", io="int8")
+    assert conv.qat and conv.dropped_activation == "softmax"
+    result = export.verify(conv.model, conv.tflite, mode="int8", samples=samples(8))
+    assert result.ok, result.failures
+    assert result.float_ops == [] and result.delegation["partitions"] == 1
+    with pytest.raises(export.ExportError, match="QAT.*--int8 only"):
+        export.convert(qat, "fp32")
+
+
+def test_batch_is_fixed():
+    conv = export.convert(tiny_model(softmax=False), "fp32", batch_size=2)
+    runner = export.Runner(conv.tflite)
+    assert runner.input_details[0]["shape"] == (2, SIZE, SIZE, 3)
+    assert not {"SHAPE", "PACK"} & {op["name"] for op in runner.ops()}
+
+
+# -- metadata ---------------------------------------------------------------------
+def test_metadata_round_trip_keeps_the_model_intact(model):
+    conv = export.convert(model, "int8", representative=samples(16))
+    info = {"labels": ["a", "b"], "normalization": {"mean": [127.5] * 3}}
+    tagged = export.embed_metadata(conv.tflite, info)
+    assert export.read_metadata(tagged) == info
+    assert export.read_metadata(conv.tflite) is None
+    retagged = export.embed_metadata(tagged, {"v": 2})  # replaces, does not duplicate
+    assert export.read_metadata(retagged) == {"v": 2}
+    x = samples(1, seed=9)
+    np.testing.assert_array_equal(export.Runner(tagged).run(x), export.Runner(conv.tflite).run(x))
+    with pytest.raises(ValueError, match="not a TFLite flatbuffer"):
+        export.read_metadata(b"definitely not a model")
+
+
+# -- the CLI ----------------------------------------------------------------------
+def test_cli_int8_export_writes_verified_model_and_manifest(files, tmp_path):
+    out = tmp_path / "tiny_int8.tflite"
+    labels = tmp_path / "labels.txt"
+    labels.write_text("\n".join(f"class{c}" for c in range(CLASSES)))
+    result = run_cli([files["keras"], "-o", out, "--int8", "--rep-data", files["rep"], "--normalization", "tf",
+                      "--labels", labels, "--eval-data", files["eval"]])
+    assert result.exit_code == 0, result.output
+    assert "parity" in result.output and "1 XNNPACK partition(s)" in result.output
+    manifest = json.loads((tmp_path / "tiny_int8.manifest.json").read_text())
+    data = out.read_bytes()
+    import hashlib
+
+    assert manifest["sha256"] == hashlib.sha256(data).hexdigest()
+    assert manifest["mode"] == "int8" and manifest["sizes"]["tflite_bytes"] == len(data)
+    assert manifest["calibration"].startswith("8 images from")
+    assert manifest["source"]["kind"] == "file" and len(manifest["source"]["sha256"]) == 64
+    assert manifest["versions"]["ai-edge-litert"] == export.Runner.runtime_version
+    v = manifest["verification"]
+    assert v["failures"] == [] and v["delegation"]["partitions"] == 1 and v["float_ops"] == []
+    assert v["accuracy"]["images"] == 2 * CLASSES
+    meta = export.read_metadata(str(out))
+    assert meta["labels"][3] == "class3" and meta["mode"] == "int8"
+    assert meta["normalization"]["mean"] == [127.5] * 3
+    assert meta["input"]["shape"] == [1, SIZE, SIZE, 3] and meta["output"]["dropped_activation"] == "softmax"
+    assert leftovers(tmp_path) == ["tiny_int8.manifest.json", "tiny_int8.tflite"]
+
+
+def test_cli_fp32_from_h5_and_force(files, tmp_path):
+    out = tmp_path / "m.tflite"
+    first = run_cli([files["h5"], "-o", out])
+    assert first.exit_code == 0, first.output
+    manifest = json.loads((tmp_path / "m.manifest.json").read_text())
+    assert manifest["verification"]["parity"]["rel_error"] < 1e-4
+    before = out.read_bytes()
+    again = run_cli([files["h5"], "-o", out, "--fp16"])
+    assert again.exit_code != 0 and "already exists" in again.output and "--force" in again.output
+    assert out.read_bytes() == before
+    forced = run_cli([files["h5"], "-o", out, "--fp16", "--force"])
+    assert forced.exit_code == 0, forced.output
+    assert json.loads((tmp_path / "m.manifest.json").read_text())["mode"] == "fp16"
+    assert out.read_bytes() != before and leftovers(tmp_path) == ["m.manifest.json", "m.tflite"]
+
+
+def test_cli_verification_failure_writes_nothing(files, tmp_path):
+    out = tmp_path / "kept.tflite"
+    result = run_cli([files["keras"], "-o", out, "--int8", "--rep-data", files["rep"], "--normalization", "tf",
+                      "--keep-activation"])
+    assert result.exit_code != 0
+    assert "verification failed, nothing written" in result.output and "delegation" in result.output
+    assert leftovers(tmp_path) == []
+
+
+BAD_INPUTS = {
+    "missing file": (lambda f, t: [t / "nope.keras", "-o", t / "o.tflite"], "model file not found"),
+    "not a model (.keras)": (lambda f, t: [f["text_keras"], "-o", t / "o.tflite"], "not a Keras model file"),
+    "not a model (.txt)": (lambda f, t: [f["text"], "-o", t / "o.tflite"], "not a model file"),
+    "lambda .keras": (lambda f, t: [f["lambda_keras"], "-o", t / "o.tflite"], "Lambda layer"),
+    "lambda .h5": (lambda f, t: [f["lambda_h5"], "-o", t / "o.tflite"], "Lambda layer"),
+    "lambda SavedModel": (lambda f, t: [f["lambda_savedmodel"], "-o", t / "o.tflite"], "Lambda layer"),
+    "empty rep-data": (
+        lambda f, t: [f["keras"], "-o", t / "o.tflite", "--int8", "--rep-data", f["empty"], "--normalization", "tf"],
+        "no images found",
+    ),
+    "corrupt rep-data": (
+        lambda f, t: [f["keras"], "-o", t / "o.tflite", "--int8", "--rep-data", f["corrupt"], "--normalization", "tf"],
+        "not a readable",
+    ),
+    "grayscale rep-data": (
+        lambda f, t: [f["keras"], "-o", t / "o.tflite", "--int8", "--rep-data", f["gray"], "--normalization", "tf"],
+        "has 1 channel(s); the model expects 3",
+    ),
+    "sparse with int8": (
+        lambda f, t: [f["keras"], "-o", t / "o.tflite", "--int8", "--sparse", "--rep-data", f["rep"]],
+        "--sparse works with float modes only",
+    ),
+    "int8 without rep-data": (lambda f, t: [f["keras"], "-o", t / "o.tflite", "--int8"], "needs calibration data"),
+    "unknown normalization": (
+        lambda f, t: [f["keras"], "-o", t / "o.tflite", "--int8", "--rep-data", f["rep"]],
+        "normalization is unknown",
+    ),
+    "weights without --model": (lambda f, t: [f["weights"], "-o", t / "o.tflite"], "HDF5 weights file"),
+    "io int8 without --int8": (lambda f, t: [f["keras"], "-o", t / "o.tflite", "--io", "int8"], "--io int8 needs --int8"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_cli_bad_input_is_one_line_error_and_no_output(files, tmp_path, case):
+    make_args, message = BAD_INPUTS[case]
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    result = run_cli(make_args(files, out_dir))
+    assert result.exit_code != 0
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
+    assert message in lines[0]
+    assert leftovers(out_dir) == []
+
+
+def test_cli_existing_output_without_force(files, tmp_path):
+    out = tmp_path / "taken.tflite"
+    out.write_bytes(b"user data")
+    result = run_cli([files["keras"], "-o", out])
+    assert result.exit_code != 0
+    assert result.output.strip().splitlines() == [f"Error: {out} already exists; pass --force to overwrite it"]
+    assert out.read_bytes() == b"user data" and not (tmp_path / "taken.manifest.json").exists()
