@@ -92,34 +92,19 @@ def fallback_runner_class():
         def __init__(self, model, *, runtime, num_threads=1, backend="xnnpack"):
             if backend not in ("xnnpack", "builtin", "reference"):
                 raise ValueError(f"backend must be xnnpack, builtin or reference on {runtime}, got {backend!r}")
-            if not isinstance(num_threads, int) or num_threads < 1:
-                raise ValueError(f"num_threads must be a positive integer, got {num_threads!r}")
+            self._runtime = runtime
             self._api = _interpreter_api(runtime)
-            self.runtime = runtime
-            self.runtime_version = _version(_MODULES[runtime][1], self._api[2])
-            self.model_bytes = runner_module._read_model(model)
-            self.backend = backend
-            self.num_threads = num_threads
-            self._introspection = None
-            start = time.perf_counter()
-            self._interp = self._make_interpreter(backend, num_threads)
-            self.input_details = [runner_module._tensor_info(d) for d in self._interp.get_input_details()]
-            self.output_details = [runner_module._tensor_info(d) for d in self._interp.get_output_details()]
-            self.init_ms = (time.perf_counter() - start) * 1e3
+            super().__init__(model, num_threads=num_threads, backend=backend)
+
+        def _runtime_identity(self):
+            return self._runtime, _version(_MODULES[self._runtime][1], self._api[2])
 
         def _make_interpreter(self, backend, num_threads):
             interpreter_class, resolver, _ = self._api
-            kind = {"xnnpack": resolver.AUTO, "builtin": resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
-                    "reference": resolver.BUILTIN_REF}[backend]
             interpreter = interpreter_class(model_content=self.model_bytes, num_threads=num_threads,
-                                            experimental_op_resolver_type=kind)
+                                            experimental_op_resolver_type=runner_module._resolver(backend, resolver))
             interpreter.allocate_tensors()
             return interpreter
-
-        def _inspector(self):
-            if self._introspection is None:
-                self._introspection = self._make_interpreter("builtin", 1)
-            return self._introspection
 
     return FallbackRunner
 

@@ -21,6 +21,7 @@ the median of the trial medians.
 """
 import argparse
 import gc
+import importlib.metadata
 import json
 import os
 import platform
@@ -167,7 +168,7 @@ def render(results, models, args):
         "",
         f"Command: `python -m benchmarks.export_vs_keras_apps {' '.join(sys.argv[1:])}`".rstrip(),
         "",
-        f"CPU: {cpu_model()}, {os.cpu_count()} logical cores; runtime ai-edge-litert {export.Runner.runtime_version} "
+        f"CPU: {cpu_model()}, {os.cpu_count()} logical cores; runtime ai-edge-litert {importlib.metadata.version("ai-edge-litert")} "
         f"Interpreter + XNNPACK; tensorflow {tf.__version__}; {SIZE}x{SIZE} input, batch 1, random weights with "
         f"BatchNorm statistics from one batch; {args.rep_samples} calibration samples; median of {args.trials} "
         "interleaved trials (min-max in brackets), each the median of >= 50 invokes over >= 1 s.",

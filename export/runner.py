@@ -19,9 +19,11 @@ import numpy as np
 BACKENDS = ("xnnpack", "builtin", "reference", "compiled")
 
 
-def _resolver(backend):
-    from ai_edge_litert.interpreter import OpResolverType
-
+def _resolver(backend, resolver_type=None):
+    """The OpResolverType for `backend`, from ai-edge-litert's enum or another runtime's (`resolver_type`)."""
+    if resolver_type is None:
+        from ai_edge_litert.interpreter import OpResolverType as resolver_type
+    OpResolverType = resolver_type
     return {
         # AUTO = built-in kernels with XNNPACK applied as the default delegate.
         "xnnpack": OpResolverType.AUTO,
@@ -83,9 +85,6 @@ class Runner:
       `is_fully_accelerated()`.
     """
 
-    runtime = "ai-edge-litert"
-    runtime_version = importlib.metadata.version("ai-edge-litert")
-
     def __init__(self, model, *, num_threads=1, backend="xnnpack", weight_cache_path=None):
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
@@ -93,6 +92,7 @@ class Runner:
             raise ValueError("weight_cache_path needs backend='compiled' (the Interpreter has no weight cache option)")
         if not isinstance(num_threads, int) or num_threads < 1:
             raise ValueError(f"num_threads must be a positive integer, got {num_threads!r}")
+        self.runtime, self.runtime_version = self._runtime_identity()
         self.model_bytes = _read_model(model)
         self.backend = backend
         self.num_threads = num_threads
@@ -101,7 +101,7 @@ class Runner:
         if backend == "compiled":
             self._init_compiled(weight_cache_path)
         else:
-            self._interp = _interpreter(self.model_bytes, backend, num_threads)
+            self._interp = self._make_interpreter(backend, num_threads)
             self.input_details = [_tensor_info(d) for d in self._interp.get_input_details()]
             self.output_details = [_tensor_info(d) for d in self._interp.get_output_details()]
         self.init_ms = (time.perf_counter() - start) * 1e3
@@ -133,8 +133,16 @@ class Runner:
     def _inspector(self):
         """A delegate-free interpreter: every op stays visible (not hidden in DELEGATE nodes)."""
         if self._introspection is None:
-            self._introspection = _interpreter(self.model_bytes, "builtin", 1)
+            self._introspection = self._make_interpreter("builtin", 1)
         return self._introspection
+
+    # Runtimes other than ai-edge-litert (android_bench.runtimes) override these two.
+    def _runtime_identity(self):
+        """(runtime name, version); read when a runner is made, so importing this module needs no runtime."""
+        return "ai-edge-litert", importlib.metadata.version("ai-edge-litert")
+
+    def _make_interpreter(self, backend, num_threads):
+        return _interpreter(self.model_bytes, backend, num_threads)
 
     # -- running ---------------------------------------------------------
     def set_input(self, x, index=0):
