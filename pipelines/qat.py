@@ -1,0 +1,154 @@
+"""Quantization-aware training: checks, quantize, save/load.
+
+`quantize_model` refuses, before TF-MOT is asked, any model in which a
+layer would end up without a quantizer: TF-MOT's own errors name one layer
+at a time (or none, for Lambda), and some cases (a conv with a fused swish)
+pass silently and leave float ops in the int8 file. The check lists every
+offending layer at once, with what to do about it.
+
+QAT models are saved as .h5 or SavedModel, never .keras: in TF-MOT 0.8.1 a
+QAT model saved as .keras does not reload ("Layer 'quantize_layer' expected
+5 variables, but received 3").
+"""
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from mobilecnn import quantization
+from mobilecnn.compat import keras
+
+# Fused activations that a conv/dense quantize config turns into a fake-quantized int8 op.
+_FUSABLE = ("linear", "relu", "relu6")
+_CONV_FOR_BN = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D)
+
+
+class QATError(ValueError):
+    """The model cannot be made quantization-aware; the message lists the layers."""
+
+
+def _tfmot():
+    import tensorflow_model_optimization as tfmot
+
+    return tfmot
+
+
+def _registry():
+    from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
+        default_8bit_quantize_registry as registry,
+    )
+
+    return registry.Default8BitQuantizeRegistry()
+
+
+def _activation_name(layer):
+    activation = getattr(layer, "activation", None)
+    return getattr(activation, "__name__", None)
+
+
+def _producers(model):
+    """{layer name: [names of the layers feeding it]} from the model's own graph config.
+
+    (A layer's `_inbound_nodes` also lists nodes of other models that reuse
+    it, e.g. the wrapped copies made for pruning, so the config is used.)
+    """
+    producers = {}
+    for entry in model.get_config().get("layers", []):
+        names = []
+        for node in entry.get("inbound_nodes", []):
+            names.extend(item[0] for item in (node if isinstance(node, list) else node.get("args", [])))
+        producers[entry["name"]] = names
+    return producers
+
+
+def _bn_after_conv(model, layer, producers):
+    names = producers.get(layer.name, [])
+    return len(names) == 1 and isinstance(model.get_layer(names[0]), _CONV_FOR_BN)
+
+
+def quantization_problems(model):
+    """["layer_name (Class): reason", ...] for every layer QAT would leave unquantized."""
+    registry = _registry()
+    supported_activations = ("relu", "swish", "gelu", "relu6", "linear", "softmax", "sigmoid", "tanh")
+    problems = []
+    producers = _producers(model)
+    for layer in model.layers:
+        kind = type(layer).__name__
+        if isinstance(layer, keras.layers.InputLayer) or quantization.config_for(layer) is not None:
+            continue
+        if isinstance(layer, keras.Model):
+            problems.append(f"{layer.name} ({kind}): nested model; flatten it into one functional graph")
+        elif isinstance(layer, keras.layers.Lambda):
+            problems.append(f"{layer.name} (Lambda): Python code cannot be quantized; use a registered layer")
+        elif isinstance(layer, keras.layers.BatchNormalization):
+            if not _bn_after_conv(model, layer, producers):
+                problems.append(f"{layer.name} (BatchNormalization): not directly after a Conv2D/DepthwiseConv2D, "
+                                "so it cannot be folded")
+        elif isinstance(layer, keras.layers.Activation):
+            if _activation_name(layer) not in supported_activations:
+                problems.append(f"{layer.name} (Activation): '{_activation_name(layer)}' has no int8 quantizer; "
+                                "build it from single-op layers (mobilecnn.blocks)")
+        elif not registry.supports(layer):
+            problems.append(f"{layer.name} ({kind}): not in TF-MOT's 8-bit registry and has no QuantizeConfig")
+        elif _activation_name(layer) not in (None, *_FUSABLE):
+            problems.append(f"{layer.name} ({kind}): fused activation '{_activation_name(layer)}' would stay float; "
+                            "use a separate Activation layer")
+    return problems
+
+
+def check_quantizable(model):
+    problems = quantization_problems(model)
+    if problems:
+        raise QATError(f"model {model.name} cannot be quantized: {len(problems)} layer(s) would be left "
+                       "unannotated: " + "; ".join(problems))
+
+
+def quantize_model(model, scheme=None):
+    """QAT copy of `model` (weights copied). `scheme`: a TF-MOT QuantizeScheme, default 8-bit if None."""
+    check_quantizable(model)
+    if scheme is None:
+        return quantization.quantize(model)
+    annotated = quantization.annotate(model)
+    with quantization.quantize_scope():
+        return _tfmot().quantization.keras.quantize_apply(annotated, scheme)
+
+
+def is_qat_model(model):
+    quantize_wrapper = _tfmot().quantization.keras.QuantizeWrapperV2
+    return any(isinstance(layer, quantize_wrapper) for layer in model.layers)
+
+
+def save_qat(model, path, overwrite=False):
+    """Save a QAT model as .h5 (one file) or a SavedModel folder (any other name), atomically."""
+    path = Path(path)
+    if path.suffix == ".keras":
+        raise QATError(f"{path}: a QAT model saved as .keras does not reload with TF-MOT 0.8.1; use .h5 or a "
+                       "SavedModel folder")
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} exists; pass overwrite=True (CLI: --force) to replace it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix == ".h5":
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".h5")
+        os.close(fd)
+        model.save(tmp, save_format="h5")
+        os.replace(tmp, path)
+        return path
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
+    model.save(tmp, save_format="tf")
+    if path.exists():
+        shutil.rmtree(path)
+    os.replace(tmp, path)
+    return path
+
+
+def load_qat(path):
+    """Load a QAT model saved by `save_qat` (.h5 in Keras safe mode, or a SavedModel folder)."""
+    path = Path(path)
+    if path.suffix == ".keras":
+        raise QATError(f"{path}: QAT models are not loadable from .keras with TF-MOT 0.8.1; save as .h5")
+    if not path.exists():
+        raise FileNotFoundError(f"QAT model not found: {path}")
+    from tf_keras.src.saving.serialization_lib import SafeModeScope
+
+    with quantization.quantize_scope(), SafeModeScope(True):
+        return keras.models.load_model(path, compile=False)

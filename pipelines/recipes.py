@@ -1,0 +1,70 @@
+"""Training recipes for CIFAR-10 (32x32) on a small CPU, used by benchmarks/cifar10_recipes.py.
+
+The "stem" choice: zoo models downsample 32x at their stem and stages, so a
+32 px CIFAR image would end as a 1x1 feature map. The recipes upsample the
+images 2x (resize policy "stretch" to 64 px), which gives the same feature
+map sizes as a stride-1 stem on 32 px input (a 2x2 map at the head) while
+keeping the zoo architecture unchanged, so the trained model exports and
+quantizes like any zoo model. Widths are picked for a 45-minute budget on
+two cores; see docs/pipelines.md for what was and was not measured.
+"""
+from dataclasses import asdict, dataclass
+
+from .data import DataConfig
+from .prune import PruneConfig
+from .train import TrainConfig
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    model: str
+    image_size: int = 64
+    batch_size: int = 128
+    epochs: int = 30
+    learning_rate: float = 0.1
+    weight_decay: float = 5e-4
+    label_smoothing: float = 0.1
+    warmup_epochs: float = 2.0
+    augment: str = "crop_flip"
+    qat_epochs: int = 2
+    qat_learning_rate: float = 0.005
+    prune_epochs: int = 6
+    pqat_epochs: int = 2
+    sparsity: float = 0.75
+
+    def data_config(self, normalization, seed=0):
+        return DataConfig(image_size=self.image_size, batch_size=self.batch_size, resize="stretch",
+                          augment=self.augment, normalization=normalization, seed=seed)
+
+    def train_config(self, seed=0, epochs=None):
+        return TrainConfig(epochs=epochs or self.epochs, learning_rate=self.learning_rate,
+                           weight_decay=self.weight_decay, label_smoothing=self.label_smoothing,
+                           warmup_epochs=self.warmup_epochs, seed=seed)
+
+    def fine_tune_config(self, epochs, seed=0):
+        """Short low-learning-rate runs (QAT, pruning, PQAT) after the float training."""
+        return TrainConfig(epochs=epochs, learning_rate=self.qat_learning_rate, weight_decay=self.weight_decay,
+                           label_smoothing=self.label_smoothing, warmup_epochs=0.0, seed=seed)
+
+    def prune_config(self):
+        return PruneConfig(target=self.sparsity, schedule="polynomial", end=0.6)
+
+    def to_dict(self):
+        return asdict(self)
+
+
+RECIPES = {
+    recipe.name: recipe
+    for recipe in (
+        Recipe("mobilenet_v2", "mobilenet_v2_0.5"),
+        Recipe("shufflenet_v2", "shufflenet_v2_1.0"),
+        Recipe("efficientnet_lite0", "efficientnet_lite0", epochs=20, learning_rate=0.08),
+    )
+}
+
+
+def get_recipe(name):
+    if name not in RECIPES:
+        raise ValueError(f"unknown recipe {name!r}; expected one of {sorted(RECIPES)}")
+    return RECIPES[name]

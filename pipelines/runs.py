@@ -1,0 +1,124 @@
+"""Run folders: where a train/qat/prune run keeps its config, checkpoints, logs and results.
+
+Layout of a run folder:
+
+    config.json      what was asked (command, model, data, hyper-parameters)
+    checkpoints/     one checkpoint per epoch (weights, optimizer, epoch, RNG state)
+    tensorboard/     TensorBoard event files
+    history.json     per-epoch metrics, rewritten after every epoch
+    ...              the command's outputs (model files, reports)
+
+Every file is written to a temporary name in the same folder and then
+renamed, so a killed run never leaves a half-written file behind.
+"""
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from mobilecnn.compat import keras
+
+CONFIG = "config.json"
+HISTORY = "history.json"
+
+
+class RunError(ValueError):
+    """A run folder cannot be created or resumed; the message names the folder."""
+
+
+def write_json(path, payload):
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as handle:
+        json.dump(payload, handle, indent=2, sort_keys=True, default=str)
+        handle.write("\n")
+    os.replace(tmp, path)
+
+
+def read_json(path):
+    with open(path) as handle:
+        return json.load(handle)
+
+
+def prepare(run_dir, config, resume=False, force=False):
+    """Create (or reopen, for resume) a run folder and return (path, config).
+
+    A new run needs an empty or missing folder unless `force`. A resumed run
+    takes its config from the folder; `config` entries that are not None
+    must agree with it, so a resume cannot silently change the recipe.
+    """
+    run_dir = Path(run_dir)
+    if resume:
+        saved_path = run_dir / CONFIG
+        if not saved_path.is_file():
+            raise RunError(f"cannot resume: {saved_path} not found (is {run_dir} a run folder?)")
+        saved = read_json(saved_path)
+        conflicts = {k: (saved.get(k), v) for k, v in config.items() if v is not None and saved.get(k) != v}
+        if conflicts:
+            detail = ", ".join(f"{k}: run has {old!r}, given {new!r}" for k, (old, new) in sorted(conflicts.items()))
+            raise RunError(f"cannot resume {run_dir} with different settings ({detail})")
+        return run_dir, saved
+    if run_dir.exists() and any(run_dir.iterdir()) and not force:
+        raise RunError(f"run folder {run_dir} is not empty; use --resume to continue it or --force to overwrite")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_json(run_dir / CONFIG, config)
+    return run_dir, config
+
+
+def save_keras(model, path):
+    """Save a float or pruning-stripped model as .keras, atomically."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    model.save(tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def load_model_file(path, custom_objects=None):
+    """Load a user's .keras/.h5 model in Keras safe mode (no Python code is unpickled)."""
+    from mobilecnn.quantization import custom_objects as zoo_objects
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"model file not found: {path}")
+    if path.suffix not in (".keras", ".h5"):
+        raise ValueError(f"model file must be .keras or .h5, got {path}")
+    objects = {**zoo_objects(), **(custom_objects or {})}
+    if path.suffix == ".keras":
+        return keras.models.load_model(path, custom_objects=objects, compile=False, safe_mode=True)
+    # The legacy .h5 loader has no safe_mode argument; this scope makes Lambda deserialization refuse.
+    from tf_keras.src.saving.serialization_lib import SafeModeScope
+
+    with SafeModeScope(True):
+        return keras.models.load_model(path, custom_objects=objects, compile=False)
+
+
+def is_model_file(spec):
+    """True when a MODEL argument names a file rather than a zoo model."""
+    return os.path.sep in str(spec) or str(spec).endswith((".keras", ".h5"))
+
+
+def resolve_model(spec, input_shape, classes):
+    """A zoo model name (random init, logits output) or a model file path, as a new tf_keras Model."""
+    if is_model_file(spec):
+        model = load_model_file(spec)
+        shape = tuple(model.inputs[0].shape[1:])
+        if shape != tuple(input_shape):
+            raise ValueError(f"{spec} takes inputs of shape {shape}, not {tuple(input_shape)} (check --image-size)")
+        if model.outputs[0].shape[-1] != classes:
+            raise ValueError(f"{spec} has {model.outputs[0].shape[-1]} outputs but the data has {classes} classes")
+        return model
+    from mobilecnn import create_model, list_models
+
+    if spec not in list_models():
+        raise ValueError(f"unknown model {spec!r}: not a file and not a zoo name (see `mobilecnn list`)")
+    return create_model(spec, input_shape=tuple(input_shape), classes=classes, classifier_activation=None)
+
+
+def normalization_for(spec):
+    """The model card's normalization for a zoo name, else None (the caller picks)."""
+    if is_model_file(spec):
+        return None
+    from mobilecnn.registry import get_card
+
+    return get_card(spec).normalization
