@@ -3,9 +3,9 @@ family by default, every registered model under -m slow."""
 import numpy as np
 import pytest
 
+import export
 from ai_edge_litert.interpreter import Interpreter
 from mobilecnn import list_models
-from mobilecnn.compat import tf
 from mobilecnn.registry import get_card
 from zoo_helpers import calibrate_batchnorm, small_model
 
@@ -17,10 +17,7 @@ def fp32_relative_error(name):
     model = small_model(name)
     x = np.random.default_rng(0).normal(size=(8, 64, 64, 3)).astype("float32")
     calibrate_batchnorm(model, x)
-    fn = tf.function(lambda t: model(t, training=False))
-    concrete = fn.get_concrete_function(tf.TensorSpec([1, 64, 64, 3], tf.float32))
-    flat = tf.lite.TFLiteConverter.from_concrete_functions([concrete], model).convert()
-    interpreter = Interpreter(model_content=flat)
+    interpreter = Interpreter(model_content=export.convert(model, "fp32").tflite)
     interpreter.allocate_tensors()
     inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
     interpreter.set_tensor(inp["index"], x[:1])
