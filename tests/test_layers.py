@@ -7,7 +7,7 @@ from mobilecnn import blocks, quantization
 from mobilecnn.blocks import BuildConfig
 from mobilecnn.compat import keras, tf
 from mobilecnn.layers import AddConst, ChannelShuffle, ChannelSplit, GateMultiply, MulConst
-from zoo_helpers import calibrate_batchnorm
+from export import calibrate_batchnorm
 
 
 def _apply(build, x):

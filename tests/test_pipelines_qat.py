@@ -7,6 +7,7 @@ import pytest
 from mobilecnn import create_model, list_models
 from mobilecnn.compat import keras
 from mobilecnn.layers import GateMultiply
+from export import calibrate_batchnorm
 from pipelines import qat
 
 SIZE = 32
@@ -23,17 +24,6 @@ HEAVY = {*(f"efficientnet_b{i}" for i in range(1, 8)), *(f"efficientnet_lite{i}"
 def small(name):
     keras.backend.clear_session()
     return create_model(name, input_shape=(SIZE, SIZE, 3), classes=10, classifier_activation=None)
-
-
-def calibrate_batchnorm(model, x):
-    """BN statistics from `x` (random-weight activations otherwise decay to zero, and int8 outputs with them)."""
-    bns = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
-    saved = [layer.momentum for layer in bns]
-    for layer in bns:
-        layer.momentum = 0.0
-    model(x, training=True)
-    for layer, momentum in zip(bns, saved):
-        layer.momentum = momentum
 
 
 def inputs(count=4, seed=0):

@@ -7,7 +7,8 @@ import export
 from ai_edge_litert.interpreter import Interpreter
 from mobilecnn import list_models
 from mobilecnn.registry import get_card
-from zoo_helpers import calibrate_batchnorm, small_model
+from export import calibrate_batchnorm
+from zoo_helpers import small_model
 
 NAMES = list_models()
 ONE_PER_FAMILY = sorted({get_card(n).family: n for n in reversed(NAMES)}.values())

@@ -12,17 +12,6 @@ def small_model(name, size=SMALL, classes=10):
     return create_model(name, input_shape=(size, size, 3), classes=classes, classifier_activation=None)
 
 
-def calibrate_batchnorm(model, x):
-    """Give BN layers the statistics of `x` so random-weight activations keep a realistic scale."""
-    bns = [l for l in model.layers if isinstance(l, keras.layers.BatchNormalization)]
-    saved = [l.momentum for l in bns]
-    for layer in bns:
-        layer.momentum = 0.0
-    model(x, training=True)
-    for layer, momentum in zip(bns, saved):
-        layer.momentum = momentum
-
-
 def train_step(model, x, y, lr=0.05):
     """One plain SGD step; returns the trainable variables' values before the step."""
     before = [v.numpy().copy() for v in model.trainable_variables]
