@@ -9,13 +9,14 @@ device that disappears is reported and the others carry on.
 from __future__ import annotations
 
 import concurrent.futures
-import hashlib
 import os
 import posixpath
 import re
 import tempfile
 import uuid
 from dataclasses import dataclass, field
+
+from export.loading import file_sha256
 
 from . import parser
 from .adb import AdbError, DeviceGone, DeviceUnauthorized
@@ -145,14 +146,6 @@ def elf_machine(path):
         return None
     little = header[5] == 1
     return ELF_MACHINE.get(int.from_bytes(header[18:20], "little" if little else "big"), "unknown")
-
-
-def sha256_file(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 # -- device discovery -------------------------------------------------------------------------------------
@@ -322,7 +315,7 @@ def benchmark_device(adb, serial, models, options, log=print):
     session = DeviceSession(adb.device(serial), options, log)
     prepared = False
     try:
-        binary_sha = sha256_file(options.benchmark_binary)
+        binary_sha = file_sha256(options.benchmark_binary)
         facts = device_facts(session.device)
         check_binary(options.benchmark_binary, [facts["abi"]] if facts["abi"] else None)
         prepared = True

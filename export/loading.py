@@ -36,12 +36,13 @@ def sha256_of(path):
             for name in sorted(files):
                 full = os.path.join(root, name)
                 digest.update(os.path.relpath(full, path).encode())
-                digest.update(_file_digest(full).encode())
+                digest.update(file_sha256(full).encode())
         return digest.hexdigest()
-    return _file_digest(path)
+    return file_sha256(path)
 
 
-def _file_digest(path):
+def file_sha256(path):
+    """Hex sha256 of a file, read in 1 MiB chunks."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):

@@ -22,3 +22,14 @@ def shared_dir():
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+@pytest.fixture(scope="session")
+def images(tmp_path_factory):
+    """A small image folder tree (train/, test/) of the embedded synthetic dataset."""
+    from pipelines import synthetic
+
+    root = tmp_path_factory.mktemp("data")
+    synthetic.write_image_folder(root / "train", images_per_class=8, size=32, seed=0)
+    synthetic.write_image_folder(root / "test", images_per_class=2, size=32, seed=1)
+    return root

@@ -6,18 +6,10 @@ import pytest
 from click.testing import CliRunner
 
 from mobilecnn.compat import keras
-from pipelines import cluster, data, prune, qat, synthetic, train
+from pipelines import cluster, data, prune, qat, train
 from pipelines.commands import prune_command
 
 TARGET = 0.75
-
-
-@pytest.fixture(scope="module")
-def images(tmp_path_factory):
-    root = tmp_path_factory.mktemp("data")
-    synthetic.write_image_folder(root / "train", images_per_class=8, size=32, seed=0)
-    synthetic.write_image_folder(root / "test", images_per_class=2, size=32, seed=1)
-    return root
 
 
 @pytest.fixture(scope="module")

@@ -18,14 +18,6 @@ from pipelines.commands import train_command
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def images(tmp_path_factory):
-    root = tmp_path_factory.mktemp("data")
-    synthetic.write_image_folder(root / "train", images_per_class=8, size=32, seed=0)
-    synthetic.write_image_folder(root / "test", images_per_class=2, size=32, seed=1)
-    return root
-
-
 def tiny_model():
     """Conv-BN, one MBConv block and a dropout head: every kind of state resume must restore."""
     cfg = blocks.BuildConfig()
