@@ -26,7 +26,7 @@ def spec(alpha=1.0, variant="b1"):
         Stage(out=make_divisible(c * alpha), repeats=n, kernel=k, stride=s, expand=e, se=se)
         for c, n, k, s, e, se in table
     )
-    # SE width from the block input (int), as the TF reference and timm
+    # MBConvSpec defaults take the SE width from the block input (int), as the TF reference does
     return MBConvSpec(stem=make_divisible(stem * alpha), stages=stages, head=1280, act="relu")
 
 
