@@ -26,8 +26,13 @@ demo: $(STAMP)
 	$(VENV)/bin/mobilecnn list
 	$(VENV)/bin/mobilecnn info mobilenet_v2_1.0
 
+# Heavy: each script prints its table and the docs/ record it feeds (see docs/*.md for recorded runs).
 bench: $(STAMP)
-	$(PY) -m benchmarks.run_all
+	mkdir -p bench-results
+	$(PY) -m benchmarks.export_vs_keras_apps --out bench-results/export.md --json bench-results/export.json
+	$(PY) -m benchmarks.host_zoo --out bench-results/host_zoo.json --workdir bench-results/host_zoo_models
+	$(PY) -m benchmarks.imagenet_lite0 --out bench-results/imagenet_lite0.json
+	@echo "CIFAR-10 recipes (about 45 min of training each): $(PY) -m benchmarks.cifar10_recipes --recipe NAME --out DIR"
 
 clean:
 	rm -rf $(VENV) build *.egg-info
