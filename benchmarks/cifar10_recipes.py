@@ -36,17 +36,34 @@ def _subset(folder, limit, seed):
                             tuple(folder.labels[i] for i in order))
 
 
-def tflite_accuracy(tflite, folder, data_config):
-    """Top-1 of a .tflite model on an image folder, one image at a time through export.Runner (XNNPACK)."""
+def int8_scores(tflite, folder, data_config, reference=None):
+    """{"int8_top1"} of a .tflite model on an image folder, one image at a time through export.Runner (XNNPACK).
+
+    With `reference` (the QAT Keras model the file was converted from), also
+    its top-1 and the fraction of images on which the two predict the same
+    class: the int8-file-equals-QAT-model check, on a trained model.
+    """
     from export import Runner
 
     runner = Runner(tflite)
-    correct = total = 0
+    hits = reference_hits = same = total = 0
     for images, labels in data.eval_dataset(folder, data_config).as_numpy_iterator():
-        for image, label in zip(images, labels):
-            correct += int(runner.run(image[None]).argmax() == label.argmax())
-            total += 1
-    return correct / total
+        truth = labels.argmax(1)
+        got = np.array([runner.run(image[None]).argmax() for image in images])
+        hits += int((got == truth).sum())
+        if reference is not None:
+            expected = reference(images, training=False).numpy().argmax(1)
+            reference_hits += int((expected == truth).sum())
+            same += int((expected == got).sum())
+        total += len(truth)
+    scores = {"int8_top1": hits / total}
+    if reference is not None:
+        scores.update(keras_top1=reference_hits / total, int8_keras_agreement=same / total)
+    return scores
+
+
+def _prefixed(prefix, scores):
+    return {f"{prefix}_{key}": value for key, value in scores.items()}
 
 
 def plain_fit_throughput(model_fn, folder, data_config, config, epochs=2):
@@ -72,6 +89,19 @@ class _EpochTimer(keras.callbacks.Callback):
         self.seconds.append(time.perf_counter() - self._start)
 
 
+def _phase(out, name, work):
+    """Run `work()` -> figures once: OUT/NAME/results.json keeps them, and a rerun reuses them (delete the
+    folder to redo a phase)."""
+    done = out / name / "results.json"
+    if done.exists():
+        print(f"reusing the {name} phase's figures from {done}", flush=True)
+        return runs.read_json(done)
+    figures = work()
+    done.parent.mkdir(parents=True, exist_ok=True)
+    runs.write_json(done, figures)
+    return figures
+
+
 def run(recipe, data_root, out, epochs=None, fine_tune_epochs=None, limit=None, seed=0):
     from export import convert
 
@@ -85,55 +115,69 @@ def run(recipe, data_root, out, epochs=None, fine_tune_epochs=None, limit=None, 
     classes = train_folder.num_classes
     results = {"recipe": recipe.to_dict(), "epochs": epochs or recipe.epochs, "train_images": len(train_folder),
                "test_images": len(test_folder), "command": " ".join(sys.argv)}
+    float_path = out / "float" / "model.keras"
+    calibration = data.calibration_images(train_folder, recipe.data_config(normalization, seed + 1), 200)
+    ft = fine_tune_epochs
 
     def build():
-        return runs.resolve_model(recipe.model, shape, classes)
+        return train.set_bn_momentum(runs.resolve_model(recipe.model, shape, classes), recipe.bn_momentum)
 
-    start = time.perf_counter()
-    model, history = train.train(build, train_folder, data_config, recipe.train_config(seed, epochs), out / "float",
-                                 val_folder=test_folder, verbose=2)
-    results["float_train_minutes"] = sum(e["train_seconds"] for e in history) / 60
-    results["float_wall_minutes"] = (time.perf_counter() - start) / 60
-    results["float_top1"] = train.evaluate(model, test_folder, data_config)
-    results["train_images_per_second"] = history[-1]["images_per_second"]
-    runs.save_keras(model, out / "float" / "model.keras")
+    def float_phase():
+        start = time.perf_counter()
+        model, history = train.train(build, train_folder, data_config, recipe.train_config(seed, epochs),
+                                     out / "float", val_folder=test_folder, verbose=2)
+        runs.save_keras(model, float_path)
+        return {"float_train_minutes": sum(e["train_seconds"] for e in history) / 60,
+                "float_wall_minutes": (time.perf_counter() - start) / 60,
+                "float_top1": train.evaluate(model, test_folder, data_config),
+                "train_images_per_second": history[-1]["images_per_second"]}
 
-    calibration = data.calibration_images(train_folder, recipe.data_config(normalization, seed + 1), 200)
-    results["ptq_int8_top1"] = tflite_accuracy(convert(model, "int8", io="int8", representative=calibration).tflite,
-                                               test_folder, data_config)
+    def ptq_phase():
+        tflite = convert(runs.load_model_file(float_path), "int8", io="int8", representative=calibration).tflite
+        return _prefixed("ptq", int8_scores(tflite, test_folder, data_config))
 
-    ft = fine_tune_epochs
-    qat_model, _ = train.train(lambda: qat.quantize_model(runs.load_model_file(out / "float" / "model.keras")),
-                               train_folder, data_config, recipe.fine_tune_config(ft or recipe.qat_epochs, seed),
-                               out / "qat", verbose=2)
-    results["qat_int8_top1"] = tflite_accuracy(convert(qat_model, "int8", io="int8").tflite, test_folder, data_config)
+    def qat_phase():
+        qat_model, _ = train.train(lambda: qat.quantize_model(runs.load_model_file(float_path), calibration=calibration),
+                                   train_folder, data_config, recipe.fine_tune_config(ft or recipe.qat_epochs, seed),
+                                   out / "qat", verbose=2)
+        qat.save_qat(qat_model, out / "qat" / "qat_model.h5", overwrite=True)
+        tflite = convert(qat_model, "int8", io="int8").tflite
+        return _prefixed("qat", int8_scores(tflite, test_folder, data_config, reference=qat_model))
 
-    prune_config = recipe.prune_config()
-    prune_epochs = ft or recipe.prune_epochs
-    total = data.steps_per_epoch(train_folder, data_config) * prune_epochs
-    pruned, _ = train.train(lambda: prune.prune_model(runs.load_model_file(out / "float" / "model.keras"),
-                                                      prune_config, total),
-                            train_folder, data_config, recipe.fine_tune_config(prune_epochs, seed), out / "prune",
-                            callbacks=prune.callbacks(), verbose=2)
-    names = prune.pruned_layer_names(pruned)
-    stripped = prune.strip(pruned)
-    results["pruned_float_top1"] = train.evaluate(stripped, test_folder, data_config)
-    pqat, _ = train.train(lambda: prune.pqat_model(stripped), train_folder, data_config,
-                          recipe.fine_tune_config(ft or recipe.pqat_epochs, seed), out / "pqat", verbose=2)
-    report = prune.sparsity_report(pqat, names)
-    runs.write_json(out / "pqat_sparsity.json", report)
-    results["pqat_zeros_in_pruned_layers"] = report["overall"]["zeros"]
-    results["pqat_min_layer_zeros"] = min(v["zeros"] for k, v in report.items() if k != "overall")
-    results["pqat_int8_top1"] = tflite_accuracy(convert(pqat, "int8", io="int8").tflite, test_folder, data_config)
+    def prune_phase():
+        prune_epochs = ft or recipe.prune_epochs
+        total = data.steps_per_epoch(train_folder, data_config) * prune_epochs
+        pruned, _ = train.train(lambda: prune.prune_model(runs.load_model_file(float_path), recipe.prune_config(),
+                                                          total),
+                                train_folder, data_config, recipe.prune_train_config(prune_epochs, seed),
+                                out / "prune", callbacks=prune.callbacks(), verbose=2)
+        names = prune.pruned_layer_names(pruned)
+        stripped = prune.strip(pruned)
+        figures = {"pruned_float_top1": train.evaluate(stripped, test_folder, data_config)}
+        pqat, _ = train.train(lambda: prune.pqat_model(stripped, calibration=calibration), train_folder, data_config,
+                              recipe.fine_tune_config(ft or recipe.pqat_epochs, seed), out / "pqat", verbose=2)
+        report = prune.sparsity_report(pqat, names)
+        runs.write_json(out / "pqat_sparsity.json", report)
+        figures["pqat_zeros_in_pruned_layers"] = report["overall"]["zeros"]
+        figures["pqat_min_layer_zeros"] = min(v["zeros"] for k, v in report.items() if k != "overall")
+        qat.save_qat(pqat, out / "pqat" / "pqat_model.h5", overwrite=True)
+        tflite = convert(pqat, "int8", io="int8").tflite
+        figures.update(_prefixed("pqat", int8_scores(tflite, test_folder, data_config, reference=pqat)))
+        return figures
 
-    # Throughput: our loop (last float epoch) against a bare model.fit on the same data and model.
-    subset = _subset(train_folder, min(len(train_folder), 10_000), seed)
-    short = recipe.train_config(seed, epochs=2)
-    ours, ours_history = train.train(build, subset, data_config, short, out / "throughput", verbose=0)
-    results["loop_images_per_second"] = ours_history[-1]["images_per_second"]
-    results["plain_fit_images_per_second"] = plain_fit_throughput(build, subset, data_config, short)
-    results["throughput_ratio"] = results["loop_images_per_second"] / results["plain_fit_images_per_second"]
-    runs.write_json(out / "results.json", results)
+    def throughput_phase():
+        # The last of 2 epochs on the whole training set: our loop (checkpoint + logs every epoch) against a bare
+        # model.fit of the same model, data and optimizer.
+        short = recipe.train_config(seed, epochs=2)
+        _, history = train.train(build, train_folder, data_config, short, out / "throughput" / "loop", verbose=0)
+        loop = history[-1]["images_per_second"]
+        plain = plain_fit_throughput(build, train_folder, data_config, short)
+        return {"loop_images_per_second": loop, "plain_fit_images_per_second": plain, "throughput_ratio": loop / plain}
+
+    for name, work in (("float", float_phase), ("ptq", ptq_phase), ("qat", qat_phase), ("prune", prune_phase),
+                       ("throughput", throughput_phase)):
+        results.update(_phase(out, name, work))
+        runs.write_json(out / "results.json", results)
     return results
 
 

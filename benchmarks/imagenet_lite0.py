@@ -6,7 +6,9 @@ crop 224) normalised with the model card's (x - 127) / 128.
 
 * float: the Keras model built by `mobilecnn.porting.port("lukemelas", ...)`
   scored on all 1,000 images (reference: top-1 88.5 %, top-5 97.6 %).
-* int8: `export.convert(..., "int8")` calibrated on the even-indexed half
+* int8, with each range method of `export.convert` ("minmax": the
+  converter's extremes; "mean": the mean of per-batch extremes):
+  `export.convert(..., "int8")` calibrated on the even-indexed half
   (500 images), run with ai-edge-litert (XNNPACK) on the odd-indexed half and
   compared with float on that same half; then the halves swap roles. The
   pooled int8 score covers every image once, each by a model not calibrated
@@ -21,6 +23,8 @@ import sys
 import time
 
 import numpy as np
+
+RANGE_METHODS = ("minmax", "mean")
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
@@ -74,13 +78,39 @@ def scores(logits, labels):
     return {"top1": round(topk(logits, labels, 1), 2), "top5": round(topk(logits, labels, 5), 2)}
 
 
-def int8_fold(model, pixels, calibrate, score, threads):
+def int8_fold(model, pixels, calibrate, score, threads, ranges="minmax"):
     """Convert with calibration on `calibrate`, return int8 logits on `score` and the model size."""
     from export import convert
     from mobilecnn.imagenet import preprocess_input
 
-    conversion = convert(model, "int8", representative=preprocess_input(pixels[calibrate], MODEL))
+    conversion = convert(model, "int8", representative=preprocess_input(pixels[calibrate], MODEL),
+                         calibration_ranges=ranges)
     return tflite_logits(conversion.tflite, pixels[score], threads), len(conversion.tflite)
+
+
+def _int8_folds(model, pixels, labels, logits, halves, threads, ranges):
+    """Two folds (calibrate on one half, score the other, then swap) and the pooled score, for one range method."""
+    even, odd = halves
+    result = {"calibration_ranges": ranges, "folds": []}
+    pooled = np.empty_like(logits)
+    for calibrate, score, name in ((even, odd, "calibrate even, score odd"), (odd, even, "calibrate odd, score even")):
+        int8, size = int8_fold(model, pixels, calibrate, score, threads, ranges)
+        pooled[score] = int8
+        tied = int(np.sum(np.sum(int8 == int8.max(axis=1, keepdims=True), axis=1) > 1))
+        float_scores, int8_scores = scores(logits[score], labels[score]), scores(int8, labels[score])
+        result["folds"].append({
+            "fold": name,
+            "float": float_scores,
+            "int8": int8_scores,
+            "top1_drop": round(float_scores["top1"] - int8_scores["top1"], 2),
+            "argmax_agreement_pct": round(float(np.mean(int8.argmax(1) == logits[score].argmax(1)) * 100.0), 2),
+            "int8_top1_ties": tied,
+        })
+        result["int8_bytes"] = size
+    # Every image scored once, by an int8 model that was not calibrated on it.
+    result["int8_pooled"] = scores(pooled, labels)
+    result["int8_top1_drop_pooled"] = round(scores(logits, labels)["top1"] - result["int8_pooled"]["top1"], 2)
+    return result
 
 
 def evaluate(weights, samples, threads=2):
@@ -92,24 +122,10 @@ def evaluate(weights, samples, threads=2):
     model = port("lukemelas", weights, MODEL, classifier_activation=None)
     logits = keras_logits(model, pixels)
     result = {"model": MODEL, "weights": str(weights), "images": int(len(pixels)),
-              "float_all": scores(logits, labels), "folds": []}
+              "float_all": scores(logits, labels)}
     even, odd = np.arange(0, len(pixels), 2), np.arange(1, len(pixels), 2)
-    pooled = np.empty_like(logits)
-    for calibrate, score, name in ((even, odd, "calibrate even, score odd"), (odd, even, "calibrate odd, score even")):
-        int8, size = int8_fold(model, pixels, calibrate, score, threads)
-        pooled[score] = int8
-        tied = int(np.sum(np.sum(int8 == int8.max(axis=1, keepdims=True), axis=1) > 1))
-        result["folds"].append({
-            "fold": name,
-            "float": scores(logits[score], labels[score]),
-            "int8": scores(int8, labels[score]),
-            "argmax_agreement_pct": round(float(np.mean(int8.argmax(1) == logits[score].argmax(1)) * 100.0), 2),
-            "int8_top1_ties": tied,
-        })
-        result["int8_bytes"] = size
-    # Every image scored once, by an int8 model that was not calibrated on it.
-    result["int8_pooled"] = scores(pooled, labels)
-    result["int8_top1_drop_pooled"] = round(result["float_all"]["top1"] - result["int8_pooled"]["top1"], 2)
+    for ranges in RANGE_METHODS:
+        result[f"int8_{ranges}"] = _int8_folds(model, pixels, labels, logits, (even, odd), threads, ranges)
     result["seconds"] = round(time.perf_counter() - start, 1)
     return result
 

@@ -1,7 +1,7 @@
 """`mobilecnn export`: the click command (registered into the CLI group by mobilecnn/cli.py)."""
 import click
 
-from .convert import IO_TYPES
+from .convert import IO_TYPES, RANGE_METHODS
 from .errors import ExportError
 
 
@@ -34,6 +34,8 @@ def _input_size(ctx, param, value):
 @click.option("--classes", type=int, help="Number of classes when building from the registry.")
 @click.option("--rep-data", type=click.Path(), help="Image folder for int8/int16x8 calibration.")
 @click.option("--rep-samples", type=int, default=200, show_default=True, help="Calibration images to use.")
+@click.option("--calibration-ranges", type=click.Choice(RANGE_METHODS), default="minmax", show_default=True,
+              help="int8 ranges: minmax (extremes over all images) or mean (mean of per-batch extremes).")
 @click.option("--normalization", help="Input normalization key (tf, torch, lite) when MODEL has no card.")
 @click.option("--mean", type=float, multiple=True, help="Input mean in pixel units (1 or 3 values; with --std).")
 @click.option("--std", type=float, multiple=True, help="Input std in pixel units (1 or 3 values; with --mean).")

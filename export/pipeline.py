@@ -45,6 +45,7 @@ def export_model(
     qat=False,
     rep_data=None,
     rep_samples=200,
+    calibration_ranges="minmax",
     normalization=None,
     mean=None,
     std=None,
@@ -59,12 +60,12 @@ def export_model(
     force=False,
 ):
     """Export `model` (path, registry name or tf_keras Model) to `out` (.tflite); see docs/export.md."""
-    check_options(mode, io, sparse, batch_size)
+    check_options(mode, io, sparse, batch_size, calibration_ranges=calibration_ranges)
     check_destination(out, force)
     if not isinstance(rep_samples, int) or rep_samples < 1:
         raise ExportError(f"--rep-samples must be a positive integer, got {rep_samples!r}")
     loaded = _load(model, model_name, input_size, classes, qat)
-    check_options(mode, io, sparse, batch_size, loaded.is_qat)
+    check_options(mode, io, sparse, batch_size, loaded.is_qat, calibration_ranges)
     shape = input_shape(loaded.model)
     norm = data_lib.resolve_normalization(loaded.card_name, normalization=normalization, mean=mean, std=std)
     label_list = _read_labels(labels, loaded.model)
@@ -88,6 +89,7 @@ def export_model(
         representative=rep,
         qat=loaded.is_qat,
         keep_activation=keep_activation,
+        calibration_ranges=calibration_ranges,
     )
     info = model_metadata(loaded, conversion, norm, label_list)
     tflite = embed(conversion.tflite, info)
@@ -249,6 +251,7 @@ def build_manifest(out, tflite, loaded, conversion, info, calibration, verificat
         },
         "sizes": {"tflite_bytes": len(tflite), "source_bytes": source_size},
         "calibration": calibration,
+        "calibration_ranges": conversion.calibration_ranges,
         "metadata": info,
         "verification": verification.as_dict() if verification is not None else {"skipped": True},
         "versions": versions(),

@@ -63,9 +63,12 @@ def cluster_report(model, names):
     return report
 
 
-def cqat_model(stripped, preserve_sparsity=False):
-    """Cluster-preserving QAT copy of a stripped clustered model (PCQAT with preserve_sparsity)."""
+def cqat_model(stripped, preserve_sparsity=False, calibration=None):
+    """Cluster-preserving QAT copy of a stripped clustered model (PCQAT with preserve_sparsity).
+
+    `calibration`: images to start the fake-quant ranges from (see `quantize_model`).
+    """
     import tensorflow_model_optimization as tfmot
 
     scheme = tfmot.experimental.combine.Default8BitClusterPreserveQuantizeScheme(preserve_sparsity=preserve_sparsity)
-    return quantize_model(stripped, scheme=scheme)
+    return quantize_model(stripped, scheme=scheme, calibration=calibration)

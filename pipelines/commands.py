@@ -15,6 +15,8 @@ from . import runs
 
 
 _RUN_FLAGS = ("out", "resume", "force", "quiet")
+# Enough images for stable activation ranges (the mean of per-batch extremes), few enough to take seconds.
+QAT_CALIBRATION_IMAGES = 256
 
 
 def _options(default_lr):
@@ -165,6 +167,13 @@ def _fit(model_fn, phase_dir, settings, train, val, data_config, params, callbac
     return model, history
 
 
+def _calibration(train, data_config):
+    """Training images (no augmentation) that QAT's fake-quant ranges start from."""
+    from .data import calibration_images
+
+    return calibration_images(train, data_config, QAT_CALIBRATION_IMAGES)
+
+
 def _score(model, val, data_config):
     from .train import evaluate
 
@@ -205,7 +214,9 @@ def qat_command(ctx, **params):
     float_model = runs.resolve_model(settings["model"], shape, train.num_classes)
     qat.check_quantizable(float_model)
     float_accuracy = _score(float_model, val, data_config)
-    model, history = _fit(lambda: qat.quantize_model(runs.resolve_model(settings["model"], shape, train.num_classes)),
+    images = _calibration(train, data_config)
+    model, history = _fit(lambda: qat.quantize_model(runs.resolve_model(settings["model"], shape, train.num_classes),
+                                                     calibration=images),
                           run_dir, settings, train, val, data_config, params)
     path = qat.save_qat(model, run_dir / "qat_model.h5", overwrite=True)
     _report(run_dir, {"model": str(path), "classes": list(train.class_names), "float_val_accuracy": float_accuracy,
@@ -273,11 +284,13 @@ def prune_command(ctx, **params):
     if settings["pqat_epochs"]:
         base_path = run_dir / ("clustered.keras" if settings["clusters"] else "pruned.keras")
 
+        images = _calibration(train, data_config)
+
         def build_pqat():
             base = runs.load_model_file(base_path)
             if settings["clusters"]:
-                return cluster.cqat_model(base, preserve_sparsity=True)
-            return prune.pqat_model(base)
+                return cluster.cqat_model(base, preserve_sparsity=True, calibration=images)
+            return prune.pqat_model(base, calibration=images)
 
         model, _ = _fit(build_pqat, run_dir / "pqat", settings, train, val, data_config, params,
                         epochs=settings["pqat_epochs"], lr=settings["lr"] / 2)

@@ -193,8 +193,12 @@ def check_sparsity(report, target, tolerance=0.0):
     return report
 
 
-def pqat_model(stripped):
-    """Pruning-preserving QAT copy of a stripped pruned model: fine-tuning keeps its zeros."""
+def pqat_model(stripped, calibration=None):
+    """Pruning-preserving QAT copy of a stripped pruned model: fine-tuning keeps its zeros.
+
+    `calibration`: images to start the fake-quant ranges from (see `quantize_model`).
+    """
     import tensorflow_model_optimization as tfmot
 
-    return quantize_model(stripped, scheme=tfmot.experimental.combine.Default8BitPrunePreserveQuantizeScheme())
+    scheme = tfmot.experimental.combine.Default8BitPrunePreserveQuantizeScheme()
+    return quantize_model(stripped, scheme=scheme, calibration=calibration)

@@ -18,6 +18,8 @@ from pathlib import Path
 from mobilecnn import quantization
 from mobilecnn.compat import keras
 
+from mobilecnn.quant_ranges import calibrate_ranges
+
 # Fused activations that a conv/dense quantize config turns into a fake-quantized int8 op.
 _FUSABLE = ("linear", "relu", "relu6")
 _CONV_FOR_BN = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D)
@@ -103,14 +105,23 @@ def check_quantizable(model):
                        "unannotated: " + "; ".join(problems))
 
 
-def quantize_model(model, scheme=None):
-    """QAT copy of `model` (weights copied). `scheme`: a TF-MOT QuantizeScheme, default 8-bit if None."""
+def quantize_model(model, scheme=None, calibration=None):
+    """QAT copy of `model` (weights copied). `scheme`: a TF-MOT QuantizeScheme, default 8-bit if None.
+
+    `calibration`: preprocessed images (N, H, W, C); when given, the fake-quant
+    ranges start from `model`'s activations on them instead of TF-MOT's
+    [-6, 6] (see mobilecnn.quant_ranges). Pass them whenever data is at hand.
+    """
     check_quantizable(model)
     if scheme is None:
-        return quantization.quantize(model)
-    annotated = quantization.annotate(model)
-    with quantization.quantize_scope():
-        return _tfmot().quantization.keras.quantize_apply(annotated, scheme)
+        qat_model = quantization.quantize(model)
+    else:
+        annotated = quantization.annotate(model)
+        with quantization.quantize_scope():
+            qat_model = _tfmot().quantization.keras.quantize_apply(annotated, scheme)
+    if calibration is not None:
+        calibrate_ranges(qat_model, model, calibration)
+    return qat_model
 
 
 def is_qat_model(model):

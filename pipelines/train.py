@@ -111,6 +111,21 @@ def outputs_probabilities(model):
     return getattr(activation, "__name__", activation) == "softmax"
 
 
+def set_bn_momentum(model, momentum):
+    """Set every BatchNormalization's moving-average momentum (in place); returns the model.
+
+    keras.applications' 0.999 (MobileNetV2/V3) averages over ~1,000 steps:
+    with a high learning rate the weights move faster than that, and the
+    inference-mode model lags far behind the training-mode one (on CIFAR-10,
+    72 % training vs 16 % test accuracy after 8 epochs). Short runs want
+    PyTorch's 0.9. Call before compiling.
+    """
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = momentum
+    return model
+
+
 def compile_model(model, config, steps_per_epoch):
     model.compile(
         optimizer=make_optimizer(config, steps_per_epoch),

@@ -293,6 +293,32 @@ def test_qat_model_converts_to_int8_without_calibration(model):
         export.convert(qat, "fp32")
 
 
+def test_mean_calibration_ranges_int8_is_integer_and_close_to_minmax(model):
+    minmax = export.convert(model, "int8", representative=samples(32))
+    mean = export.convert(model, "int8", representative=samples(32), calibration_ranges="mean")
+    assert (minmax.calibration_ranges, mean.calibration_ranges) == ("minmax", "mean") and not mean.qat
+    result = export.verify(mean.model, mean.tflite, mode="int8", samples=samples(8, seed=1))
+    assert result.ok, result.failures
+    assert result.float_ops == [] and result.delegation["partitions"] == 1
+    x = samples(8, seed=2)
+    reference = mean.model(x, training=False).numpy()
+    outputs = {}
+    for name, conv in (("minmax", minmax), ("mean", mean)):
+        runner = export.Runner(conv.tflite)
+        outputs[name] = np.concatenate([runner.run(x[i : i + 1]) for i in range(len(x))])
+    # The two range methods are both a quantization of the same float model.
+    for got in outputs.values():
+        assert np.linalg.norm(got - reference) / np.linalg.norm(reference) < 0.2
+    assert not np.array_equal(outputs["minmax"], outputs["mean"])
+
+
+def test_calibration_ranges_option_is_checked(model):
+    with pytest.raises(export.ExportError, match="--calibration-ranges must be one of"):
+        export.convert(model, "int8", representative=samples(4), calibration_ranges="percentile")
+    with pytest.raises(export.ExportError, match="--calibration-ranges mean works with --int8 only"):
+        export.convert(model, "int16x8", representative=samples(4), calibration_ranges="mean")
+
+
 def test_batch_is_fixed():
     conv = export.convert(tiny_model(softmax=False), "fp32", batch_size=2)
     runner = export.Runner(conv.tflite)
@@ -330,7 +356,7 @@ def test_cli_int8_export_writes_verified_model_and_manifest(files, tmp_path):
 
     assert manifest["sha256"] == hashlib.sha256(data).hexdigest()
     assert manifest["mode"] == "int8" and manifest["sizes"]["tflite_bytes"] == len(data)
-    assert manifest["calibration"].startswith("8 images from")
+    assert manifest["calibration"].startswith("8 images from") and manifest["calibration_ranges"] == "minmax"
     assert manifest["source"]["kind"] == "file" and len(manifest["source"]["sha256"]) == 64
     assert manifest["versions"]["ai-edge-litert"] == importlib.metadata.version("ai-edge-litert")
     v = manifest["verification"]

@@ -11,9 +11,14 @@ from export import calibrate_batchnorm
 from pipelines import qat
 
 SIZE = 32
-# One model per family for the int8-TFLite parity check. It is under -m slow: on random-weight (or barely
-# trained) 32 px models the int8 file does not reproduce the QAT Keras outputs (measured relative L2 error
-# 0.4-0.97 with XNNPACK and with reference kernels), so these tests fail today; see docs/pipelines.md.
+TRAIN_EPOCHS = 4
+BLOCK_MAX_STEPS, BLOCK_MEAN_STEPS = 4.0, 0.5
+PARITY_STEPS = 4  # int8 output steps allowed between the int8 file and the QAT Keras model
+# One model per family for the whole-model int8-TFLite parity check, under -m slow. It fails today: after a few
+# epochs on the synthetic set (with calibrated QAT ranges) the int8 file and the QAT Keras model still differ by
+# relative L2 0.05-0.30 and pick the same class for 72-88 % of the images, because one-step rounding differences
+# per op (see the per-block test) grow through a barely trained net. On a trained model the CIFAR-10 benchmark
+# measures the agreement instead; see docs/pipelines.md.
 PARITY_FAMILIES = ["mobilenet_v2_0.35", "mobilenet_v3_small_minimalistic", "shufflenet_v2_0.5", "efficientnet_lite0"]
 # Deeper/wider compound scalings of a registered base model (efficientnet_b0, _v2_b0, _lite0 stay in the
 # default run): same block types, 9-35 s each for quantize + forward on 2 cores, so -m slow only.
@@ -81,37 +86,124 @@ def test_qat_applies_to_every_registered_model(name):
     assert out.shape == (2, 10) and np.all(np.isfinite(out))
 
 
-def _int8_parity(name):
+@pytest.fixture(scope="module")
+def learnable():
+    """(train x, train y, test x) from the embedded synthetic set, normalized like the zoo's "tf" cards."""
+    from pipelines import synthetic
+
+    images, labels = synthetic.generate(64, size=SIZE, seed=0)
+    x = (images.astype(np.float32) - 127.5) / 127.5
+    order = np.random.default_rng(0).permutation(len(x))
+    x, y = x[order], keras.utils.to_categorical(labels[order], 10)
+    return x[32:], y[32:], x[:32]
+
+
+def _briefly_trained_qat(name, learnable, epochs=TRAIN_EPOCHS):
+    """QAT model of a zoo model trained a few epochs: a random-weight net's logits are mostly quantization
+    noise (its QAT and float outputs differ by 65-100 %, measured), so int8-vs-QAT parity needs some training."""
+    from pipelines.train import set_bn_momentum
+
+    x, y, _ = learnable
+    model = set_bn_momentum(small(name), 0.9)
+    loss = keras.losses.CategoricalCrossentropy(from_logits=True)
+    model.compile(keras.optimizers.Adam(3e-3), loss)
+    model.fit(x, y, batch_size=32, epochs=epochs, verbose=0, shuffle=False)
+    q = qat.quantize_model(model, calibration=x[:128])
+    q.compile(keras.optimizers.Adam(3e-4), loss)
+    q.fit(x, y, batch_size=32, epochs=1, verbose=0, shuffle=False)
+    return q
+
+
+def _int8_parity(name, learnable):
     from export import Runner, convert
 
-    model = small(name)
-    x = inputs(8)
-    calibrate_batchnorm(model, x)
-    q = qat.quantize_model(model)
-    for _ in range(3):  # let the fake-quant ranges see data, as QAT fine-tuning does
-        q(x, training=True)
+    q = _briefly_trained_qat(name, learnable)
+    x = learnable[2]
     expected = q(x, training=False).numpy()
     conversion = convert(q, "int8", io="float")
     assert conversion.qat
     runner = Runner(conversion.tflite)
     got = np.concatenate([runner.run(x[i : i + 1]) for i in range(len(x))])
-    scale = (expected.max() - expected.min()) / 255  # one int8 step of the output range
-    np.testing.assert_allclose(got, expected, atol=3 * scale + 1e-6)
+    step = (expected.max() - expected.min()) / 255  # one int8 step of the output range
+    print(f"{name}: int8 vs QAT Keras: max |diff| {np.abs(got - expected).max() / step:.1f} steps, relative L2 "
+          f"{np.linalg.norm(got - expected) / np.linalg.norm(expected):.4f}, same class "
+          f"{np.mean(got.argmax(1) == expected.argmax(1)):.3f}")
     ranked = np.sort(expected, axis=1)
-    clear = ranked[:, -1] - ranked[:, -2] > 6 * scale  # ties within quantization noise may swap
+    clear = ranked[:, -1] - ranked[:, -2] > PARITY_STEPS * step  # near-ties may swap
     assert np.array_equal(got.argmax(1)[clear], expected.argmax(1)[clear])
+    assert np.mean(np.abs(got - expected)) <= step
+    np.testing.assert_allclose(got, expected, atol=PARITY_STEPS * step)
+
+
+def _block_model(kind):
+    """stem conv -> one zoo block, on 16 px; the output is the block's output tensor."""
+    from mobilecnn import blocks
+    from mobilecnn.blocks import BuildConfig
+
+    keras.backend.clear_session()
+    cfg = BuildConfig()
+    x_in = keras.Input((16, 16, 3), name="input")
+    x = blocks.conv_bn_act(x_in, 24, 3, cfg=cfg, name="stem", act="relu6")
+    build = {
+        "inverted_residual_hswish_se": lambda x: blocks.inverted_residual(
+            x, 24, expanded=72, se_reduced=16, act="hard_swish", se_gate="hard_sigmoid", cfg=cfg, name="b"),
+        "inverted_residual_relu6_stride2": lambda x: blocks.inverted_residual(
+            x, 32, expanded=96, strides=2, cfg=cfg, name="b"),
+        "fused_mbconv_swish_se": lambda x: blocks.fused_mbconv(
+            x, 24, expanded=48, se_reduced=8, act="swish", cfg=cfg, name="b"),
+        "depthwise_separable": lambda x: blocks.depthwise_separable(x, 32, strides=2, cfg=cfg, name="b"),
+        "fire": lambda x: blocks.fire(x, 8, 16, 16, cfg=cfg, name="b"),
+        "max_pool_ceil": lambda x: blocks.max_pool(x, 3, 2, cfg=cfg, name="b", ceil_mode=True),
+        "shufflenet_v1_stride2": lambda x: blocks.shufflenet_v1_unit(
+            x, 48, groups=3, strides=2, first_group=False, cfg=cfg, name="b"),
+        "shufflenet_v1": lambda x: blocks.shufflenet_v1_unit(
+            x, 24, groups=3, strides=1, first_group=False, cfg=cfg, name="b"),
+        "shufflenet_v2_stride2": lambda x: blocks.shufflenet_v2_unit(x, 48, strides=2, cfg=cfg, name="b"),
+        "shufflenet_v2": lambda x: blocks.shufflenet_v2_unit(x, 24, strides=1, cfg=cfg, name="b"),
+    }[kind]
+    return keras.Model(x_in, build(x), name=kind)
+
+
+BLOCK_KINDS = ["inverted_residual_hswish_se", "inverted_residual_relu6_stride2", "fused_mbconv_swish_se",
+               "depthwise_separable", "fire", "max_pool_ceil", "shufflenet_v1_stride2", "shufflenet_v1",
+               "shufflenet_v2_stride2", "shufflenet_v2"]
+
+
+@pytest.mark.parametrize("kind", BLOCK_KINDS)
+def test_qat_int8_tflite_equals_qat_keras_per_block(kind):
+    """Every block of the zoo converts faithfully: with the ranges QAT starts from (calibrated on data), the int8
+    file reproduces the QAT Keras block's outputs to a few int8 steps.
+
+    Not to the bit: TFLite requantizes in integer arithmetic where TF-MOT rounds in float, per op, and a
+    LOGISTIC's int8 output has TFLite's fixed 1/256 scale where TF-MOT leaves the sigmoid output unquantized.
+    Measured (32 images, seed 0): mean 0.01-0.40 steps, max 1.2-3.5 steps; SE blocks with sigmoid gates are the
+    worst. A conversion that loses a range or leaves a float island is off by tens of steps (an uncalibrated
+    QAT model: 40-160)."""
+    from export import Runner, convert
+
+    model = _block_model(kind)
+    x = np.random.default_rng(0).normal(size=(32, 16, 16, 3)).astype(np.float32)
+    calibrate_batchnorm(model, x)
+    q = qat.quantize_model(model, calibration=x)
+    expected = q(x[:4], training=False).numpy()
+    runner = Runner(convert(q, "int8", io="float").tflite)
+    got = np.concatenate([runner.run(x[i : i + 1]) for i in range(4)])
+    step = (expected.max() - expected.min()) / 255
+    off = np.abs(got - expected) / step
+    assert off.max() <= BLOCK_MAX_STEPS, f"{kind}: up to {off.max():.2f} int8 steps off"
+    assert off.mean() <= BLOCK_MEAN_STEPS, f"{kind}: {off.mean():.2f} int8 steps off on average"
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", PARITY_FAMILIES)
-def test_qat_int8_tflite_equals_qat_keras(name):
-    _int8_parity(name)
+def test_qat_int8_tflite_equals_qat_keras(name, learnable):
+    _int8_parity(name, learnable)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", _registered())
-def test_qat_int8_tflite_equals_qat_keras_every_model(name):
-    _int8_parity(name)
+def test_qat_int8_tflite_equals_qat_keras_every_model(name, learnable):
+    _int8_parity(name, learnable)
 
 
 @pytest.mark.parametrize("suffix", [".h5", pytest.param("", marks=pytest.mark.slow, id="savedmodel")])

@@ -30,11 +30,17 @@ def test_float_accuracy_matches_the_pytorch_reference(result):
     assert abs(result["float_all"]["top5"] - 97.6) <= 0.5
 
 
-def test_int8_stays_within_one_point_of_float(result):
-    # Each image is scored by an int8 model calibrated on the other half.
-    assert result["int8_top1_drop_pooled"] <= 1.0
-    for fold in result["folds"]:
-        assert fold["argmax_agreement_pct"] >= 95.0
+def test_int8_stays_within_one_point_of_float_on_each_half(result):
+    """Calibrated on one half, scored on the other, both ways, with mean-of-batch-extremes ranges (export's
+    `--calibration-ranges mean`). The converter's own min/max ranges are recorded too; they miss on one fold
+    (docs/pretrained.md)."""
+    int8 = result["int8_mean"]
+    assert len(int8["folds"]) == 2
+    for fold in int8["folds"]:
+        assert fold["top1_drop"] <= 1.0, fold
+        assert fold["argmax_agreement_pct"] >= 95.0, fold
+    assert int8["int8_top1_drop_pooled"] <= 1.0
+    assert len(result["int8_minmax"]["folds"]) == 2
 
 
 def test_decode_predictions_on_a_real_image(lite0_paths):
