@@ -29,6 +29,9 @@ def read_cpuinfo(path="/proc/cpuinfo"):
 def cpu_model(info):
     for key in ("model name", "Hardware", "Model", "cpu model", "Processor"):
         if info.get(key):
+            # Hypervisors often report only "AMD EPYC": family/model tell a 2017 Zen 1 from a Zen 4.
+            if "cpu family" in info and "model" in info:
+                return f"{info[key]} (family {info['cpu family']} model {info['model']})"
             return info[key]
     if "CPU implementer" in info:
         return f"ARM implementer {info['CPU implementer']} part {info.get('CPU part', '?')}"

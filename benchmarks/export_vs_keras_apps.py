@@ -4,8 +4,9 @@ For each pair, at 224 px with random weights (BatchNorm statistics set from
 one batch, so int8 outputs are not all zeros; speed does not depend on the
 weight values):
 
-* ours: `mobilecnn` zoo model through `export.convert` (int8 and fp32; fixed
-  batch 1, logits output, decomposed hard-swish);
+* ours: `mobilecnn` zoo model through `export.convert` (int8 with float IO,
+  int8 with int8 IO, and fp32; fixed batch 1, logits output, decomposed
+  hard-swish);
 * peer: the tf_keras.applications model of the same name through a plain
   `TFLiteConverter.from_keras_model` int8 conversion (DEFAULT optimization,
   representative dataset, TFLITE_BUILTINS_INT8; float IO like ours).
@@ -24,7 +25,6 @@ import gc
 import importlib.metadata
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -34,6 +34,7 @@ import numpy as np
 from mobilecnn.compat import keras, tf
 
 import export
+from android_bench import machine
 
 SIZE = 224
 # (our registry name, keras.applications constructor, its kwargs)
@@ -58,8 +59,11 @@ def ours(name, rep):
     model = create_model(name, input_shape=(SIZE, SIZE, 3))
     export.calibrate_batchnorm(model, rep[:16])
     int8 = export.convert(model, "int8", representative=rep).tflite
+    # int8 input/output, as a camera pipeline feeds it: no float QUANTIZE/DEQUANTIZE at the ends. Timed beside the
+    # float-IO file so the cost of those two ops is visible; the ours/peer column compares float IO with float IO.
+    int8_io = export.convert(model, "int8", io="int8", representative=rep).tflite
     fp32 = export.convert(model, "fp32").tflite
-    return int8, fp32
+    return int8, int8_io, fp32
 
 
 def peer(constructor, kwargs, rep):
@@ -100,21 +104,10 @@ def time_once(tflite, threads, min_s=1.0, max_s=60.0):
     }
 
 
-def cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
-    parser.add_argument("--trials", type=int, default=3)
+    parser.add_argument("--trials", type=int, default=5)
     parser.add_argument("--rep-samples", type=int, default=32)
     parser.add_argument("--only", nargs="*", help="our registry names to run (default: all pairs)")
     parser.add_argument("--out", help="write the markdown table here")
@@ -131,7 +124,7 @@ def main(argv=None):
         if args.only and name not in args.only:
             continue
         print(f"converting {name} and keras.applications.{constructor} ...", file=sys.stderr, flush=True)
-        models[f"{name} int8"], models[f"{name} fp32"] = ours(name, rep)
+        models[f"{name} int8"], models[f"{name} int8-io"], models[f"{name} fp32"] = ours(name, rep)
         key = f"keras {constructor} int8"
         if key not in peers:
             peers[key] = peer(constructor, kwargs, rep)
@@ -168,13 +161,14 @@ def render(results, models, args):
         "",
         f"Command: `python -m benchmarks.export_vs_keras_apps {' '.join(sys.argv[1:])}`".rstrip(),
         "",
-        f"CPU: {cpu_model()}, {os.cpu_count()} logical cores; runtime ai-edge-litert {importlib.metadata.version("ai-edge-litert")} "
+        f"Machine: {machine.one_line(machine.describe())}; runtime ai-edge-litert {importlib.metadata.version('ai-edge-litert')} "
         f"Interpreter + XNNPACK; tensorflow {tf.__version__}; {SIZE}x{SIZE} input, batch 1, random weights with "
         f"BatchNorm statistics from one batch; {args.rep_samples} calibration samples; median of {args.trials} "
         "interleaved trials (min-max in brackets), each the median of >= 50 invokes over >= 1 s.",
         "",
-        "| model | threads | ours int8 ms | ours fp32 ms | peer int8 ms | ours/peer | int8/fp32 | partitions ours/peer | size ours/peer |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| model | threads | ours int8 ms | ours int8, int8 IO ms | ours fp32 ms | peer int8 ms | ours/peer | "
+        "int8/fp32 | int8 IO/fp32 | partitions ours/peer | size ours/peer |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for name, constructor, _ in PAIRS:
         if f"{name} int8" not in models:
@@ -182,12 +176,14 @@ def render(results, models, args):
         peer_key = f"keras {constructor} int8"
         for threads in args.threads:
             o8, o8lo, o8hi, p_o = summary(results, f"{name} int8", threads)
+            o8io, o8iolo, o8iohi, _ = summary(results, f"{name} int8-io", threads)
             o32, o32lo, o32hi, _ = summary(results, f"{name} fp32", threads)
             p8, p8lo, p8hi, p_p = summary(results, peer_key, threads)
             lines.append(
                 f"| {name} vs {constructor} | {threads} | {o8:.2f} [{o8lo:.2f}-{o8hi:.2f}] | "
+                f"{o8io:.2f} [{o8iolo:.2f}-{o8iohi:.2f}] | "
                 f"{o32:.2f} [{o32lo:.2f}-{o32hi:.2f}] | {p8:.2f} [{p8lo:.2f}-{p8hi:.2f}] | {o8 / p8:.2f}x | "
-                f"{o8 / o32:.2f}x | {p_o}/{p_p} | {len(models[f'{name} int8']) / 1e6:.2f}/{len(models[peer_key]) / 1e6:.2f} MB |"
+                f"{o8 / o32:.2f}x | {o8io / o32:.2f}x | {p_o}/{p_p} | {len(models[f'{name} int8']) / 1e6:.2f}/{len(models[peer_key]) / 1e6:.2f} MB |"
             )
     lines.append("")
     return "\n".join(lines)

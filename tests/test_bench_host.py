@@ -48,6 +48,8 @@ def convert(model, int8):
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     root = tmp_path_factory.mktemp("bench_models")
+    # Seeded: export's int8 parity check on 4 samples of an unseeded random net failed 1 run in 2 (3 of 4 agreeing).
+    keras.utils.set_random_seed(0)
     keras_model = tiny_keras()
     paths = {"keras_model": keras_model}
     for mode in ("fp32", "int8"):

@@ -90,6 +90,9 @@ def test_machine_description_reads_cpuinfo(tmp_path):
     assert described["cpu"] == "Intel(R) Xeon(R) Platinum 8480C"
     assert described["cpu_flags"] == ["avx2", "avx512f", "avx512_vnni", "amx_int8"]
     assert described["logical_cores"] == os.cpu_count() and described["python"]
+    epyc = tmp_path / "epyc"
+    epyc.write_text("processor\t: 0\ncpu family\t: 23\nmodel\t\t: 1\nmodel name\t: AMD EPYC\nflags\t\t: fma avx2\n")
+    assert machine.describe(str(epyc))["cpu"] == "AMD EPYC (family 23 model 1)"
     arm = tmp_path / "arm"
     arm.write_text("processor\t: 0\nFeatures\t: fp asimd asimddp i8mm\nCPU implementer\t: 0x41\nCPU part\t: 0xd44\n")
     described = machine.describe(str(arm))

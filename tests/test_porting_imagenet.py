@@ -1,4 +1,4 @@
-"""EfficientNet-Lite0 with real ImageNet weights on the 1,000 sample images (slow: about 1 minute on 2 cores).
+"""EfficientNet-Lite0 with real ImageNet weights on the 1,000 sample images (slow: about 5 minutes on 2 cores).
 
 Reference (independent PyTorch implementation, same files): top-1 88.5 %, top-5 97.6 %.
 """

@@ -6,7 +6,7 @@ import pytest
 from mobilecnn import list_models
 from mobilecnn.compat import keras
 from mobilecnn.registry import create_model, get_card
-from zoo_helpers import small_model, train_step, trainable_count
+from zoo_helpers import small_model, split_by_graph, train_step, trainable_count
 
 NAMES = list_models()
 # .keras round trips of the largest models take minutes (zip of >100 MB); they run under -m slow.
@@ -30,8 +30,23 @@ def keras_applications_count(ctor, kwargs):
     return model.count_params() - sum(l.count_params() for l in model.layers if isinstance(l, preprocessing))
 
 
-@pytest.mark.parametrize("name", NAMES)
+# The default run checks one model per distinct graph (width variants share layer types and wiring; see
+# zoo_helpers.graph_key) and keeps the whole registry for -m slow, to hold `make test` near 15 minutes.
+EVERY_GRAPH, OTHER_WIDTHS = split_by_graph([n for n in NAMES if n not in HEAVY])
+
+
+@pytest.mark.parametrize("name", split_by_graph(NAMES)[0])
 def test_default_size_parameter_count_matches_reference(name):
+    _check_count(name)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", split_by_graph(NAMES)[1])
+def test_default_size_parameter_count_other_widths_and_scalings(name):
+    _check_count(name)
+
+
+def _check_count(name):
     card = get_card(name)
     keras.backend.clear_session()
     model = create_model(name)
@@ -72,17 +87,12 @@ def _check_small(name, tmp_path, round_trip):
         np.testing.assert_array_equal(loaded(x).numpy(), model(x).numpy())
 
 
-@pytest.mark.parametrize("name", [n for n in NAMES if n not in HEAVY])
+@pytest.mark.parametrize("name", EVERY_GRAPH)
 def test_small_forward_train_step_and_round_trip(name, tmp_path):
     _check_small(name, tmp_path, round_trip=True)
 
 
-@pytest.mark.parametrize("name", sorted(HEAVY))
-def test_small_forward_and_train_step_heavy(name, tmp_path):
-    _check_small(name, tmp_path, round_trip=False)
-
-
 @pytest.mark.slow
-@pytest.mark.parametrize("name", sorted(HEAVY))
-def test_heavy_round_trip(name, tmp_path):
+@pytest.mark.parametrize("name", OTHER_WIDTHS + sorted(HEAVY))
+def test_small_forward_train_step_and_round_trip_other_widths_and_heavy(name, tmp_path):
     _check_small(name, tmp_path, round_trip=True)

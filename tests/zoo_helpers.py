@@ -1,10 +1,40 @@
 """Helpers shared by the zoo tests."""
+import re
+
 import numpy as np
 
 from mobilecnn.compat import keras, tf
-from mobilecnn.registry import create_model
+from mobilecnn.registry import create_model, get_card
 
 SMALL = 64
+WIDTH_KWARGS = ("alpha", "scale")
+# EfficientNetB3, EfficientNetLite2, EfficientNetV2S ...: compound scalings of B0/Lite0/V2-B0's stage table.
+COMPOUND_SCALING = re.compile(r"^(EfficientNet(?:Lite|V2)?)(?:B?\d|[SML])$")
+
+
+def graph_key(name):
+    """What decides a registry model's layer types and wiring: its builder and arguments other than scaling.
+
+    Width variants (mobilenet_v2_0.35 ... _1.4, shufflenet_v1_g3_0.5 ... _2.0) differ only in channel counts, the
+    EfficientNet compound scalings in channel counts, block repeats and resolution, and ShuffleNet V1 with 2-8
+    groups in the grouped convs' group count, not in layer kinds.
+    """
+    card = get_card(name)
+    builder = COMPOUND_SCALING.sub(r"\1", card.constructor)
+    kwargs = {k: v for k, v in card.kwargs.items() if k not in WIDTH_KWARGS}
+    if "groups" in kwargs:  # ShuffleNet V1: 2-8 groups only change Conv2D(groups=); 1 group drops the shuffle
+        kwargs["groups"] = min(kwargs["groups"], 2)
+    return builder, tuple(sorted(kwargs.items()))
+
+
+def split_by_graph(names):
+    """(first name of each distinct graph, the other width variants), both in registry order."""
+    seen, first, rest = set(), [], []
+    for name in names:
+        key = graph_key(name)
+        (rest if key in seen else first).append(name)
+        seen.add(key)
+    return first, rest
 
 
 def small_model(name, size=SMALL, classes=10):
