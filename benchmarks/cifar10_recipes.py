@@ -8,6 +8,9 @@ Not part of CI (hours of CPU). Usage, from the project root:
     # a short smoke version (few epochs, a subset of the images): the figures are not the recipe's
     ... --epochs 1 --limit 5000 --fine-tune-epochs 1
 
+    # some phases only (ptq, qat and prune need the float phase's model under OUT)
+    ... --phases throughput
+
 Targets (docs/pipelines.md): float top-1 >= 80 % in <= 45 min of training;
 QAT int8 within 0.5 points of float; PTQ int8 within 1.5; pruned 75 % + PQAT
 int8 within 1.5 with >= 74 % zeros in the pruned layers; training images/s
@@ -102,9 +105,25 @@ def _phase(out, name, work):
     return figures
 
 
-def run(recipe, data_root, out, epochs=None, fine_tune_epochs=None, limit=None, seed=0):
+PHASES = ("float", "ptq", "qat", "prune", "throughput")
+NEEDS_FLOAT = ("ptq", "qat", "prune")
+
+
+def check_phases(phases, out):
+    """Refuse a phase list that would start from a float model neither run now nor found under OUT."""
+    unknown = sorted(set(phases) - set(PHASES))
+    if unknown:
+        raise ValueError(f"--phases: unknown phase(s) {', '.join(unknown)}; expected some of {', '.join(PHASES)}")
+    float_model = Path(out) / "float" / "model.keras"
+    if "float" not in phases and not float_model.exists() and set(phases) & set(NEEDS_FLOAT):
+        raise ValueError(f"--phases: {', '.join(p for p in phases if p in NEEDS_FLOAT)} start(s) from the float "
+                         f"model, and {float_model} does not exist; add the float phase")
+
+
+def run(recipe, data_root, out, epochs=None, fine_tune_epochs=None, limit=None, seed=0, phases=PHASES):
     from export import convert
 
+    check_phases(phases, out)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     normalization = get_card(recipe.model).normalization
@@ -174,9 +193,10 @@ def run(recipe, data_root, out, epochs=None, fine_tune_epochs=None, limit=None, 
         plain = plain_fit_throughput(build, train_folder, data_config, short)
         return {"loop_images_per_second": loop, "plain_fit_images_per_second": plain, "throughput_ratio": loop / plain}
 
-    for name, work in (("float", float_phase), ("ptq", ptq_phase), ("qat", qat_phase), ("prune", prune_phase),
-                       ("throughput", throughput_phase)):
-        results.update(_phase(out, name, work))
+    work = {"float": float_phase, "ptq": ptq_phase, "qat": qat_phase, "prune": prune_phase,
+            "throughput": throughput_phase}
+    for name in (p for p in PHASES if p in phases):
+        results.update(_phase(out, name, work[name]))
         runs.write_json(out / "results.json", results)
     return results
 
@@ -190,11 +210,18 @@ def main(argv=None):
     parser.add_argument("--fine-tune-epochs", type=int, default=None, help="override QAT/prune/PQAT epochs")
     parser.add_argument("--limit", type=int, default=None, help="train on a random subset of this many images")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--phases", default=",".join(PHASES),
+                        help=f"comma-separated subset of {','.join(PHASES)} (default: all, in that order)")
     args = parser.parse_args(argv)
     if not (Path(args.data) / "train").is_dir():
         parser.error(f"{args.data}/train not found: CIFAR-10 image folders are expected (see ../shared/README.md)")
+    phases = [p.strip() for p in args.phases.split(",") if p.strip()]
+    try:
+        check_phases(phases, args.out)
+    except ValueError as error:
+        parser.error(str(error))
     results = run(recipes.get_recipe(args.recipe), args.data, args.out, args.epochs, args.fine_tune_epochs,
-                  args.limit, args.seed)
+                  args.limit, args.seed, phases)
     print(json.dumps(results, indent=2, sort_keys=True))
 
 

@@ -10,7 +10,12 @@ converge to on the float model's activations (the mean of per-batch
 min/max), as post-training quantization does, and each weight range to the
 current weights, before any QAT step. The input's range (an all-values
 quantizer that starts at [0, 0], i.e. a QAT model whose first step has not
-run maps every input to zero) becomes the min/max over all images.
+run maps every input to zero) becomes the min/max over all images, widened
+by a step where that grid would put the images halfway between two int8
+levels (uint8 pixels scaled to [-1, 1] all land there). TF's fake quant
+rounds such ties up, TFLite's QUANTIZE away from zero and XNNPACK to even,
+so on ties the int8 file's input differs from the QAT model's by a step for
+half of the pixels, and that difference grows through the net.
 """
 import numpy as np
 
@@ -124,6 +129,31 @@ def _range_for(quantizer, lows, highs):
     return min(low, 0.0), max(high, 0.0)
 
 
+def _nudged_grid(low, high, levels=255):
+    """(scale, lowest level) of the grid TF's FakeQuantWithMinMaxVars puts on [low, high] (8 bits, not narrow)."""
+    scale = (high - low) / levels
+    zero_point = min(max(np.round(-low / scale), 0), levels)
+    return scale, -zero_point * scale
+
+
+def _share_at_ties(values, low, high):
+    scale, start = _nudged_grid(low, high)
+    position = (values - start) / scale
+    return float(np.mean(np.abs(position - np.floor(position) - 0.5) < 1e-3))
+
+
+def _off_tie_range(images, low, high, max_values=1 << 20, tolerated=0.01):
+    """The input range [low, high], its top widened one step at a time (at most 3) while more than
+    `tolerated` of the images' values sit halfway between two levels of its grid."""
+    values = images.reshape(-1)
+    values = values[:: max(1, len(values) // max_values)].astype(np.float64)
+    for _ in range(3):
+        if high <= low or _share_at_ties(values, low, high) <= tolerated:
+            break
+        high += (high - low) / 255
+    return low, high
+
+
 def _set_weight_ranges(qat_model):
     _, wrapper_type, _ = _tfmot_types()
     for layer in qat_model.layers:
@@ -146,10 +176,12 @@ def calibrate_ranges(qat_model, float_model, images, batch_size=16):
     probe, index = _probe(float_model, slots)
     lows, highs = _batch_ranges(probe, images, batch_size)
     set_count = 0
-    for (_, _, quantizer, quantizer_vars), i in zip(slots, index):
+    for (_, where, quantizer, quantizer_vars), i in zip(slots, index):
         if i is None:
             continue
         low, high = _range_for(quantizer, lows[:, i], highs[:, i])
+        if where == "model_input":
+            low, high = _off_tie_range(images, low, high)
         quantizer_vars["min_var"].assign(np.full(quantizer_vars["min_var"].shape, low, np.float32))
         quantizer_vars["max_var"].assign(np.full(quantizer_vars["max_var"].shape, high, np.float32))
         set_count += 1

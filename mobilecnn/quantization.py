@@ -85,17 +85,68 @@ def config_for(layer):
     return quantize_configs()[name]() if name else None
 
 
+def producers(model):
+    """{layer name: [names of the layers feeding it]} from the model's own graph config.
+
+    (A layer's `_inbound_nodes` also lists nodes of other models that reuse
+    it, e.g. the wrapped copies made for pruning, so the config is used.)
+    """
+    feeds = {}
+    for entry in model.get_config().get("layers", []):
+        names = []
+        for node in entry.get("inbound_nodes", []):
+            names.extend(item[0] for item in (node if isinstance(node, list) else node.get("args", [])))
+        feeds[entry["name"]] = names
+    return feeds
+
+
+def concat_fed_convs(model):
+    """Names of the convs with a linear activation whose every consumer is a Concatenate.
+
+    TFLite's int8 CONCATENATION gives such a conv's output the concat's scale,
+    so a range of the conv's own would exist only in the QAT model, where it
+    clips what the int8 file keeps (7 int8 steps in the ShuffleNet V1
+    stride-2 unit's average-pool path, measured). TF-MOT's ConcatTransform
+    drops the output quantizers of a concat's inputs but not a conv's
+    activation quantizer.
+    """
+    consumers = {}
+    for name, inputs in producers(model).items():
+        for producer in inputs:
+            consumers.setdefault(producer, []).append(name)
+    convs = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D)
+    return {
+        layer.name
+        for layer in model.layers
+        if isinstance(layer, convs) and keras.activations.serialize(layer.activation) == "linear"
+        and consumers.get(layer.name)
+        and all(isinstance(model.get_layer(c), keras.layers.Concatenate) for c in consumers[layer.name])
+    }
+
+
+def _weights_only_config(layer):
+    from tensorflow_model_optimization.python.core.quantization.keras.default_8bit.default_8bit_quantize_registry \
+        import Default8BitConvQuantizeConfig
+
+    kernel = "depthwise_kernel" if isinstance(layer, keras.layers.DepthwiseConv2D) else "kernel"
+    return Default8BitConvQuantizeConfig([kernel], [], False)
+
+
 def annotate(model):
     """Return a copy of `model` with every layer annotated for QAT.
 
-    Custom layers get their paired config; all other layers are left to
-    TF-MOT's default registry by `quantize_annotate_model`.
+    Custom layers get their paired config, convs that feed only concats
+    quantize their weights alone (`concat_fed_convs`); all other layers are
+    left to TF-MOT's default registry by `quantize_annotate_model`.
     """
     tfq = _tfq()
+    weights_only = concat_fed_convs(model)
 
     def clone(layer):
         fresh = layer.__class__.from_config(layer.get_config())
         config = config_for(layer)
+        if config is None and layer.name in weights_only:
+            config = _weights_only_config(layer)
         return tfq.quantize_annotate_layer(fresh, config) if config is not None else fresh
 
     with keras.utils.custom_object_scope(custom_objects()):

@@ -48,21 +48,6 @@ def _activation_name(layer):
     return getattr(activation, "__name__", None)
 
 
-def _producers(model):
-    """{layer name: [names of the layers feeding it]} from the model's own graph config.
-
-    (A layer's `_inbound_nodes` also lists nodes of other models that reuse
-    it, e.g. the wrapped copies made for pruning, so the config is used.)
-    """
-    producers = {}
-    for entry in model.get_config().get("layers", []):
-        names = []
-        for node in entry.get("inbound_nodes", []):
-            names.extend(item[0] for item in (node if isinstance(node, list) else node.get("args", [])))
-        producers[entry["name"]] = names
-    return producers
-
-
 def _bn_after_conv(model, layer, producers):
     names = producers.get(layer.name, [])
     return len(names) == 1 and isinstance(model.get_layer(names[0]), _CONV_FOR_BN)
@@ -73,7 +58,7 @@ def quantization_problems(model):
     registry = _registry()
     supported_activations = ("relu", "swish", "gelu", "relu6", "linear", "softmax", "sigmoid", "tanh")
     problems = []
-    producers = _producers(model)
+    producers = quantization.producers(model)
     for layer in model.layers:
         kind = type(layer).__name__
         if isinstance(layer, keras.layers.InputLayer) or quantization.config_for(layer) is not None:

@@ -123,3 +123,21 @@ def test_annotate_pairs_every_custom_layer():
     assert configs == {"AddConst": "OutputQuantizeConfig", "MulConst": "OutputQuantizeConfig",
                        "GateMultiply": "OutputQuantizeConfig", "ChannelShuffle": "NoOpQuantizeConfig",
                        "ChannelSplit": "NoOpQuantizeConfig"}
+
+
+def test_convs_feeding_only_a_concat_get_no_range_of_their_own():
+    """TFLite's int8 concat gives its inputs its own scale; a range of the conv's own would clip only in QAT."""
+    x_in = keras.Input((8, 8, 4))
+    avg = keras.layers.DepthwiseConv2D(3, padding="same", use_bias=False, name="avg_dwconv")(x_in)
+    conv = keras.layers.Conv2D(4, 1, name="conv")(x_in)
+    act = keras.layers.ReLU(name="act")(conv)
+    shared = keras.layers.Conv2D(4, 1, name="shared")(x_in)  # also feeds the Add: keeps its range
+    x = keras.layers.Concatenate(name="concat")([avg, act, shared])
+    model = keras.Model(x_in, [x, keras.layers.Add(name="add")([shared, act])])
+    assert quantization.concat_fed_convs(model) == {"avg_dwconv"}
+    q = quantization.quantize(model)
+    range_vars = {layer.name: sorted(w.name.split("/")[-1] for w in layer.weights
+                                     if w.name.endswith(("min:0", "max:0")) and "kernel" not in w.name)
+                  for layer in q.layers}
+    assert range_vars["quant_avg_dwconv"] == []
+    assert range_vars["quant_shared"] == ["post_activation_max:0", "post_activation_min:0"]

@@ -86,6 +86,34 @@ def test_int8_file_takes_the_calibrated_input_range():
     assert x.min() / scale + zero_point == pytest.approx(-128, abs=1)
 
 
+def test_pixels_scaled_to_plus_minus_one_reach_the_int8_file_unchanged():
+    """uint8 pixels scaled to [-1, 1] lie halfway between two levels of the [-1, 1] int8 grid, where TF's fake
+    quant and TFLite's QUANTIZE round differently (half the pixels a step apart); the calibrated input range is
+    a step wider, so the int8 file quantizes every pixel as the QAT model does."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+    from export import convert
+
+    pixels = np.random.default_rng(0).integers(0, 256, size=(32, 16, 16, 3))
+    pixels[0, 0, 0] = (0, 255, 128)
+    x = (pixels / 127.5 - 1).astype(np.float32)
+    q = qat.quantize_model(_small_net(), calibration=x)
+    low, high = _range(q, "quantize_layer")
+    assert low == pytest.approx(-1.0) and high == pytest.approx(1 + 2 / 255, rel=1e-6)
+    expected = q.get_layer("quantize_layer")(x[:4], training=False).numpy()
+    interpreter = Interpreter(model_content=convert(q, "int8", io="float").tflite,
+                              experimental_op_resolver_type=OpResolverType.BUILTIN_REF,
+                              experimental_preserve_all_tensors=True)
+    interpreter.allocate_tensors()
+    quantized = next(d for d in interpreter.get_tensor_details()
+                     if "quantize_layer" in d["name"] and d["dtype"] == np.int8)
+    scale, zero_point = quantized["quantization"]
+    for image, want in zip(x[:4], expected):
+        interpreter.set_tensor(interpreter.get_input_details()[0]["index"], image[None])
+        interpreter.invoke()
+        got = (interpreter.get_tensor(quantized["index"])[0].astype(np.float32) - zero_point) * scale
+        np.testing.assert_allclose(got, want, atol=scale * 1e-3)
+
+
 def test_rejects_a_float_model_that_does_not_match():
     q = qat.quantize_model(_small_net())
     other = keras.Sequential([keras.Input((16, 16, 3)), keras.layers.Conv2D(4, 3, name="other")])
