@@ -100,6 +100,19 @@ def producers(model):
     return feeds
 
 
+def consumers(model):
+    """{layer name: [names of the layers it feeds]}."""
+    fed = {}
+    for name, inputs in producers(model).items():
+        for producer in inputs:
+            fed.setdefault(producer, []).append(name)
+    return fed
+
+
+def _only_feeds(model, layer, kind, fed):
+    return bool(fed.get(layer.name)) and all(isinstance(model.get_layer(c), kind) for c in fed[layer.name])
+
+
 def concat_fed_convs(model):
     """Names of the convs with a linear activation whose every consumer is a Concatenate.
 
@@ -110,18 +123,27 @@ def concat_fed_convs(model):
     drops the output quantizers of a concat's inputs but not a conv's
     activation quantizer.
     """
-    consumers = {}
-    for name, inputs in producers(model).items():
-        for producer in inputs:
-            consumers.setdefault(producer, []).append(name)
+    fed = consumers(model)
     convs = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D)
     return {
         layer.name
         for layer in model.layers
         if isinstance(layer, convs) and keras.activations.serialize(layer.activation) == "linear"
-        and consumers.get(layer.name)
-        and all(isinstance(model.get_layer(c), keras.layers.Concatenate) for c in consumers[layer.name])
+        and _only_feeds(model, layer, keras.layers.Concatenate, fed)
     }
+
+
+def relu_fed_adds(model):
+    """Names of the AddConst layers whose every consumer is a ReLU.
+
+    The converter fuses the pair into one ADD with a fused RELU6 at the
+    ReLU's scale; a range of the add's own would round a second time in the
+    QAT model only (hard-swish's relu6 output was 0.5-0.8 int8 steps off on
+    average, measured).
+    """
+    fed = consumers(model)
+    return {layer.name for layer in model.layers
+            if isinstance(layer, AddConst) and _only_feeds(model, layer, keras.layers.ReLU, fed)}
 
 
 def _weights_only_config(layer):
@@ -135,18 +157,21 @@ def _weights_only_config(layer):
 def annotate(model):
     """Return a copy of `model` with every layer annotated for QAT.
 
-    Custom layers get their paired config, convs that feed only concats
+    Custom layers get their paired config, except that an AddConst feeding
+    only ReLUs gets no range (`relu_fed_adds`); convs that feed only concats
     quantize their weights alone (`concat_fed_convs`); all other layers are
     left to TF-MOT's default registry by `quantize_annotate_model`.
     """
     tfq = _tfq()
-    weights_only = concat_fed_convs(model)
+    weights_only, unranged = concat_fed_convs(model), relu_fed_adds(model)
 
     def clone(layer):
         fresh = layer.__class__.from_config(layer.get_config())
         config = config_for(layer)
         if config is None and layer.name in weights_only:
             config = _weights_only_config(layer)
+        if layer.name in unranged:
+            config = quantize_configs()["NoOpQuantizeConfig"]()
         return tfq.quantize_annotate_layer(fresh, config) if config is not None else fresh
 
     with keras.utils.custom_object_scope(custom_objects()):

@@ -120,7 +120,11 @@ def test_annotate_pairs_every_custom_layer():
         inner = getattr(layer, "layer", None)
         if inner is not None and type(inner) in quantization.LAYER_CONFIG:
             configs[type(inner).__name__] = type(layer.quantize_config).__name__
-    assert configs == {"AddConst": "OutputQuantizeConfig", "MulConst": "OutputQuantizeConfig",
+    # Every AddConst of the zoo (hard-swish, hard-sigmoid) feeds a ReLU(6) that the converter fuses into the ADD,
+    # so it gets no range of its own (quantization.relu_fed_adds).
+    adds = {layer.name for layer in model.layers if isinstance(layer, AddConst)}
+    assert adds and quantization.relu_fed_adds(model) == adds
+    assert configs == {"AddConst": "NoOpQuantizeConfig", "MulConst": "OutputQuantizeConfig",
                        "GateMultiply": "OutputQuantizeConfig", "ChannelShuffle": "NoOpQuantizeConfig",
                        "ChannelSplit": "NoOpQuantizeConfig"}
 

@@ -184,7 +184,7 @@ def test_qat_int8_tflite_equals_qat_keras_per_block(kind):
 
     Not to the bit: TFLite requantizes in integer arithmetic where TF-MOT rounds in float, per op, and a
     LOGISTIC's int8 output has TFLite's fixed 1/256 scale where TF-MOT leaves the sigmoid output unquantized.
-    Measured (4 images, seed 0, 2026-11-29): mean 0.002-0.36 steps, 99th percentile 0-1.3 steps, max 1.1-2.6
+    Measured (4 images, seed 0, 2026-11-29): mean 0.002-0.19 steps, 99th percentile 0-1.3 steps, max 1.1-2.6
     steps; SE blocks with sigmoid gates have the highest mean. (The ShuffleNet V1 stride-2 unit was 7.5 steps off
     until its average-pool conv lost the range of its own that only QAT applied; see
     mobilecnn.quantization.concat_fed_convs.) Unseeded, the max moved with the weights (one run: 4.2 steps in
