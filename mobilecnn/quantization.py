@@ -113,7 +113,7 @@ def _only_feeds(model, layer, kind, fed):
     return bool(fed.get(layer.name)) and all(isinstance(model.get_layer(c), kind) for c in fed[layer.name])
 
 
-def concat_fed_convs(model):
+def concat_fed_convs(model, fed=None):
     """Names of the convs with a linear activation whose every consumer is a Concatenate.
 
     TFLite's int8 CONCATENATION gives such a conv's output the concat's scale,
@@ -123,7 +123,7 @@ def concat_fed_convs(model):
     drops the output quantizers of a concat's inputs but not a conv's
     activation quantizer.
     """
-    fed = consumers(model)
+    fed = consumers(model) if fed is None else fed
     convs = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D)
     return {
         layer.name
@@ -133,7 +133,7 @@ def concat_fed_convs(model):
     }
 
 
-def relu_fed_adds(model):
+def relu_fed_adds(model, fed=None):
     """Names of the AddConst layers whose every consumer is a ReLU.
 
     The converter fuses the pair into one ADD with a fused RELU6 at the
@@ -141,7 +141,7 @@ def relu_fed_adds(model):
     QAT model only (hard-swish's relu6 output was 0.5-0.8 int8 steps off on
     average, measured).
     """
-    fed = consumers(model)
+    fed = consumers(model) if fed is None else fed
     return {layer.name for layer in model.layers
             if isinstance(layer, AddConst) and _only_feeds(model, layer, keras.layers.ReLU, fed)}
 
@@ -163,7 +163,8 @@ def annotate(model):
     left to TF-MOT's default registry by `quantize_annotate_model`.
     """
     tfq = _tfq()
-    weights_only, unranged = concat_fed_convs(model), relu_fed_adds(model)
+    fed = consumers(model)
+    weights_only, unranged = concat_fed_convs(model, fed), relu_fed_adds(model, fed)
 
     def clone(layer):
         fresh = layer.__class__.from_config(layer.get_config())
