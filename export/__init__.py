@@ -8,6 +8,7 @@ TensorFlow; conversion does.
 """
 from .convert import IO_TYPES, MODES, Conversion, calibrate_batchnorm, convert, graph_for_export
 from .errors import ExportError
+from .layer_trace import LayerDeviation, trace_layers
 from .loading import LoadedModel, is_qat_model, load
 from .metadata import embed as embed_metadata
 from .metadata import read_metadata
@@ -24,6 +25,7 @@ __all__ = [
     "TRAINED",
     "Conversion",
     "ExportError",
+    "LayerDeviation",
     "ExportResult",
     "LoadedModel",
     "Runner",
@@ -39,5 +41,6 @@ __all__ = [
     "op_counts",
     "read_metadata",
     "sparsity",
+    "trace_layers",
     "verify",
 ]

@@ -32,11 +32,12 @@ def _resolver(backend, resolver_type=None):
     }[backend]
 
 
-def _interpreter(model_bytes, backend, num_threads):
+def _interpreter(model_bytes, backend, num_threads, keep_tensors=False):
     from ai_edge_litert.interpreter import Interpreter
 
     interpreter = Interpreter(
-        model_content=model_bytes, num_threads=num_threads, experimental_op_resolver_type=_resolver(backend)
+        model_content=model_bytes, num_threads=num_threads, experimental_op_resolver_type=_resolver(backend),
+        experimental_preserve_all_tensors=keep_tensors,
     )
     interpreter.allocate_tensors()
     return interpreter
@@ -83,13 +84,20 @@ class Runner:
     * ``"compiled"``: `CompiledModel` on CPU (XNNPACK), the only way to use an
       XNNPACK weight cache (`weight_cache_path`, a file) and to ask
       `is_fully_accelerated()`.
+
+    `keep_tensors=True` (builtin and reference backends) keeps every
+    intermediate tensor readable after `invoke` (`tensors`, `read_tensor`);
+    XNNPACK computes its partitions in buffers of its own, so it has none to keep.
     """
 
-    def __init__(self, model, *, num_threads=1, backend="xnnpack", weight_cache_path=None):
+    def __init__(self, model, *, num_threads=1, backend="xnnpack", weight_cache_path=None, keep_tensors=False):
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
         if weight_cache_path is not None and backend != "compiled":
             raise ValueError("weight_cache_path needs backend='compiled' (the Interpreter has no weight cache option)")
+        if keep_tensors and backend not in ("builtin", "reference"):
+            raise ValueError(f"keep_tensors needs backend 'builtin' or 'reference', got {backend!r}")
+        self.keep_tensors = keep_tensors
         if not isinstance(num_threads, int) or num_threads < 1:
             raise ValueError(f"num_threads must be a positive integer, got {num_threads!r}")
         self.runtime, self.runtime_version = self._runtime_identity()
@@ -142,7 +150,7 @@ class Runner:
         return "ai-edge-litert", importlib.metadata.version("ai-edge-litert")
 
     def _make_interpreter(self, backend, num_threads):
-        return _interpreter(self.model_bytes, backend, num_threads)
+        return _interpreter(self.model_bytes, backend, num_threads, self.keep_tensors)
 
     # -- running ---------------------------------------------------------
     def set_input(self, x, index=0):
@@ -184,6 +192,17 @@ class Runner:
         return self.get_output()
 
     # -- inspection ------------------------------------------------------
+    def tensors(self):
+        """Every tensor of the model (name, index, shape, dtype, quantization), in the file's order."""
+        return [_tensor_info(d) for d in self._inspector().get_tensor_details()]
+
+    def read_tensor(self, info):
+        """Tensor `info` (from `tensors`) after the last `invoke`, dequantized with its per-tensor (scale, zero
+        point), raw where it has none (floats, int32, per-channel weights); needs keep_tensors=True."""
+        if not self.keep_tensors:
+            raise ValueError("read_tensor needs a Runner made with keep_tensors=True")
+        return dequantize(self._interp.get_tensor(info["index"]), info)
+
     @property
     def partitions(self):
         """Number of DELEGATE nodes after allocation (None for the compiled backend)."""

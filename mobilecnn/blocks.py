@@ -44,13 +44,22 @@ def activation(x, kind, name):
         return L.ReLU(name=name)(x)
     if kind == "relu6":
         return L.ReLU(6.0, name=name)(x)
-    if kind in ("swish", "sigmoid"):
-        return L.Activation(kind, name=name)(x)
+    if kind == "sigmoid":
+        return L.Activation("sigmoid", name=name)(x)
+    if kind == "swish":
+        return swish(x, name)
     if kind == "hard_sigmoid":
         return hard_sigmoid(x, name)
     if kind == "hard_swish":
         return hard_swish(x, name)
     raise ValueError(f"unknown activation {kind!r}; expected one of {ACTIVATIONS}")
+
+
+def swish(x, name):
+    """x * sigmoid(x) as two layers. The int8 file computes it as LOGISTIC + MUL, the LOGISTIC on its fixed
+    1/256 grid; QAT models that grid only on a sigmoid layer of its own (quantization.LogisticQuantizeConfig)."""
+    gate = L.Activation("sigmoid", name=f"{name}_sigmoid")(x)
+    return GateMultiply(name=name)([x, gate])
 
 
 def hard_sigmoid(x, name):

@@ -1,8 +1,11 @@
-"""QuantizeConfigs for the layer kit, the quantize scope, and model annotation.
+"""QuantizeConfigs for the layer kit, the quantize scope, model annotation, and the QAT scheme.
 
 TF-MOT's default registry rejects custom layers and `Multiply`. Two configs
 cover them: data movement (shuffle, split) keeps its input's quantization
-(NoOp), single-op arithmetic gets a fake-quant on its output (Output).
+(NoOp), single-op arithmetic gets a fake-quant on its output (Output). A
+third puts sigmoids on the int8 LOGISTIC's fixed grid (Logistic), and
+`scheme` corrects one of TF-MOT's layout transforms: the changes each make
+the QAT model compute what the int8 file computes (docs/pipelines.md).
 """
 import functools
 
@@ -47,16 +50,24 @@ def _config_classes():
         def get_output_quantizers(self, layer):
             return [tfq.quantizers.MovingAverageQuantizer(num_bits=8, per_axis=False, symmetric=False, narrow_range=False)]
 
-    keras.utils.register_keras_serializable("mobilecnn")(NoOpQuantizeConfig)
-    keras.utils.register_keras_serializable("mobilecnn")(OutputQuantizeConfig)
-    return NoOpQuantizeConfig, OutputQuantizeConfig
+    class LogisticQuantizeConfig(NoOpQuantizeConfig):
+        """Fake-quantize a sigmoid's output on the grid of TFLite's int8 LOGISTIC (scale 1/256, zero point
+        -128, fixed by the kernel); TF-MOT's default leaves it float, so QAT trained a gate the int8 file
+        rounds."""
+
+        def get_output_quantizers(self, layer):
+            return [tfq.quantizers.FixedQuantizer(num_bits=8, init_min=0.0, init_max=255 / 256, narrow_range=False)]
+
+    classes = (NoOpQuantizeConfig, OutputQuantizeConfig, LogisticQuantizeConfig)
+    for cls in classes:
+        keras.utils.register_keras_serializable("mobilecnn")(cls)
+    return classes
 
 
 @functools.lru_cache(maxsize=None)
 def quantize_configs():
     """{name: class} of the project's QuantizeConfigs (created once, after TF-MOT is imported)."""
-    noop, output = _config_classes()
-    return {"NoOpQuantizeConfig": noop, "OutputQuantizeConfig": output}
+    return {cls.__name__: cls for cls in _config_classes()}
 
 
 # Which config each custom layer gets.
@@ -80,8 +91,10 @@ def quantize_scope():
 
 
 def config_for(layer):
-    """A fresh QuantizeConfig instance for a custom layer, or None for standard layers."""
+    """A fresh QuantizeConfig instance for a custom layer or a sigmoid, or None for other standard layers."""
     name = LAYER_CONFIG.get(type(layer))
+    if isinstance(layer, keras.layers.Activation) and keras.activations.serialize(layer.activation) == "sigmoid":
+        name = "LogisticQuantizeConfig"
     return quantize_configs()[name]() if name else None
 
 
@@ -154,6 +167,82 @@ def _weights_only_config(layer):
     return Default8BitConvQuantizeConfig([kernel], [], False)
 
 
+@functools.lru_cache(maxsize=None)
+def _layout_classes():
+    """TF-MOT's 8-bit layout transform with its relu-fusion transforms corrected.
+
+    TF-MOT's `LayerReLUQuantize` (Add/Conv2D/DepthwiseConv2D/Dense followed by
+    a ReLU) replaces the producer's whole QuantizeConfig with a no-op to keep
+    a fake quant off the tensor the converter fuses away, and so also leaves
+    its **weights** float: QAT trains a conv whose int8 file has rounded
+    weights (measured: 7 % of a conv+relu6's int8 outputs a step away from
+    the QAT model's). For a conv or dense with a linear activation the
+    corrected transform does what TF-MOT does for conv + BN + ReLU: it
+    swaps the activation for `NoOpActivation` (no output fake quant) and
+    keeps the layer's config (or the scheme's: PQAT/CQAT keep their weight
+    quantizers). An Add keeps TF-MOT's handling.
+    """
+    from tensorflow_model_optimization.python.core.quantization.keras import quantize_aware_activation
+    from tensorflow_model_optimization.python.core.quantization.keras import utils as quantize_utils
+    from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
+        default_8bit_quantize_layout_transform as layout, default_8bit_transforms as transforms)
+
+    weighted = ("Conv2D", "DepthwiseConv2D", "Dense")
+
+    class KeepWeightsQuantized:
+        def replacement(self, match_layer):
+            producer = match_layer.input_layers[0]
+            config = producer.layer["config"]
+            if producer.layer["class_name"] not in weighted or config.get("activation") != "linear":
+                return super().replacement(match_layer)
+            config["activation"] = quantize_utils.serialize_activation(
+                quantize_aware_activation.NoOpActivation(), use_legacy_format=True)
+            return match_layer
+
+        def custom_objects(self):
+            return {**super().custom_objects(), "NoOpActivation": quantize_aware_activation.NoOpActivation}
+
+    class LayerReLUQuantize(KeepWeightsQuantized, transforms.LayerReLUQuantize):
+        pass
+
+    class LayerReluActivationQuantize(KeepWeightsQuantized, transforms.LayerReluActivationQuantize):
+        pass
+
+    class LayoutTransform(layout.Default8BitQuantizeLayoutTransform):
+        def apply(self, model, layer_quantize_map):
+            # TF-MOT builds its transform list inside apply() from the module's names; swap the two for the
+            # call instead of copying a list that changes between TF-MOT versions.
+            saved = transforms.LayerReLUQuantize, transforms.LayerReluActivationQuantize
+            transforms.LayerReLUQuantize, transforms.LayerReluActivationQuantize = (
+                LayerReLUQuantize, LayerReluActivationQuantize)
+            try:
+                return super().apply(model, layer_quantize_map)
+            finally:
+                transforms.LayerReLUQuantize, transforms.LayerReluActivationQuantize = saved
+
+    class Scheme(_tfq().QuantizeScheme):
+        def __init__(self, base):
+            self.base = base
+
+        def get_layout_transformer(self):
+            return LayoutTransform()
+
+        def get_quantize_registry(self):
+            return self.base.get_quantize_registry()
+
+    return Scheme
+
+
+def scheme(base=None):
+    """`base` (a TF-MOT QuantizeScheme; default 8-bit) with the corrected layout transform (`_layout_classes`)."""
+    if base is None:
+        from tensorflow_model_optimization.python.core.quantization.keras.default_8bit.default_8bit_quantize_scheme \
+            import Default8BitQuantizeScheme
+
+        base = Default8BitQuantizeScheme()
+    return _layout_classes()(base)
+
+
 def annotate(model):
     """Return a copy of `model` with every layer annotated for QAT.
 
@@ -181,8 +270,9 @@ def annotate(model):
     return tfq.quantize_annotate_model(annotated)
 
 
-def quantize(model):
-    """QAT-ready copy of a zoo model (fake-quant everywhere, weights copied)."""
+def quantize(model, base_scheme=None):
+    """QAT-ready copy of a zoo model (fake-quant everywhere, weights copied); `base_scheme`: a TF-MOT
+    QuantizeScheme (PQAT, CQAT), default 8-bit, applied with the corrected layout transform (`scheme`)."""
     annotated = annotate(model)
     with quantize_scope():
-        return _tfq().quantize_apply(annotated)
+        return _tfq().quantize_apply(annotated, scheme(base_scheme))

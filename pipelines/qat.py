@@ -98,12 +98,7 @@ def quantize_model(model, scheme=None, calibration=None):
     [-6, 6] (see mobilecnn.quant_ranges). Pass them whenever data is at hand.
     """
     check_quantizable(model)
-    if scheme is None:
-        qat_model = quantization.quantize(model)
-    else:
-        annotated = quantization.annotate(model)
-        with quantization.quantize_scope():
-            qat_model = _tfmot().quantization.keras.quantize_apply(annotated, scheme)
+    qat_model = quantization.quantize(model, scheme)
     if calibration is not None:
         calibrate_ranges(qat_model, model, calibration)
     return qat_model

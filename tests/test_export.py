@@ -173,6 +173,41 @@ def test_runner_rejects_bad_arguments(tmp_path):
         export.Runner(b"", weight_cache_path=str(tmp_path / "cache"))
     with pytest.raises(FileNotFoundError, match="missing.tflite"):
         export.Runner(str(tmp_path / "missing.tflite"))
+    with pytest.raises(ValueError, match="keep_tensors needs backend 'builtin' or 'reference'"):
+        export.Runner(b"", keep_tensors=True)
+
+
+def _qat_conv_squeeze():
+    """QAT conv + relu6 -> global average pool -> 1x1 conv, ranges calibrated; (QAT model, images)."""
+    from pipelines.qat import quantize_model
+
+    keras.utils.set_random_seed(0)
+    x_in = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(16, 3, padding="same", name="c1")(x_in)
+    x = keras.layers.ReLU(6.0, name="c1_act")(x)
+    x = keras.layers.GlobalAveragePooling2D(keepdims=True, name="squeeze")(x)
+    x = keras.layers.Conv2D(8, 1, name="reduce")(x)
+    x = keras.layers.ReLU(name="reduce_act")(x)
+    images = np.random.default_rng(0).normal(size=(32, 8, 8, 3)).astype(np.float32)
+    return quantize_model(keras.Model(x_in, x), calibration=images), images
+
+
+def test_layer_trace_points_at_the_layer_where_the_file_departs():
+    from export.layer_trace import trace_layers
+
+    qat, images = _qat_conv_squeeze()
+    tflite = export.convert(qat, "int8", io="float").tflite
+    faithful = {row.layer: row for row in trace_layers(qat, tflite, images[:4])}
+    assert {"quantize_layer", "c1_act", "squeeze", "reduce_act"} <= set(faithful)
+    assert all(row.max_steps <= 1.0 + 1e-3 for row in faithful.values()), faithful  # one step: kernel rounding
+    kernel = next(w for w in qat.get_layer("quant_c1").weights if w.name.endswith("c1/kernel:0"))
+    kernel.assign(kernel * 1.5)  # the Keras model now departs from the file at c1
+    departed = {row.layer: row for row in trace_layers(qat, tflite, images[:4])}
+    assert departed["quantize_layer"].max_steps < 1e-3
+    assert departed["c1_act"].mean_steps > 5
+    runner = export.Runner(tflite, backend="reference")
+    with pytest.raises(ValueError, match="keep_tensors=True"):
+        runner.read_tensor(runner.tensors()[0])
 
 
 def test_compiled_runner_writes_weight_cache(model, tmp_path):

@@ -4,16 +4,15 @@ import re
 import numpy as np
 import pytest
 
-from mobilecnn import create_model, list_models
+from mobilecnn import list_models
 from mobilecnn.compat import keras
 from mobilecnn.layers import GateMultiply
 from export import calibrate_batchnorm
 from pipelines import qat
 from zoo_helpers import split_by_graph
+from benchmarks.int8_trace import SIZE, output_deviation, small_model, synthetic_split, trained_qat
 
-SIZE = 32
 TRAIN_EPOCHS = 8
-TRAIN_IMAGES, TEST_IMAGES = 512, 32
 BLOCK_MAX_STEPS, BLOCK_P99_STEPS, BLOCK_MEAN_STEPS = 4.0, 2.0, 0.5
 PARITY_STEPS = 4  # int8 output steps allowed between the int8 file and the QAT Keras model
 # One model per family for the whole-model int8-TFLite parity check, under -m slow. Each is trained first (512
@@ -24,13 +23,6 @@ PARITY_STEPS = 4  # int8 output steps allowed between the int8 file and the QAT 
 # (mean 1.4, max 8 steps; relative L2 0.034, every class the same): its 16 units amplify the per-op differences
 # (traced in docs/pipelines.md).
 PARITY_FAMILIES = ["mobilenet_v2_0.35", "mobilenet_v3_small_minimalistic", "shufflenet_v2_0.5", "efficientnet_lite0"]
-
-
-def small(name, seed=None):
-    keras.backend.clear_session()
-    if seed is not None:
-        keras.utils.set_random_seed(seed)
-    return create_model(name, input_shape=(SIZE, SIZE, 3), classes=10, classifier_activation=None)
 
 
 def inputs(count=4, seed=0):
@@ -84,7 +76,7 @@ EVERY_GRAPH = split_by_graph(list_models())[0]
 
 @pytest.mark.parametrize("name", _registered(default_run=EVERY_GRAPH))
 def test_qat_applies_to_every_registered_model(name):
-    model = small(name)
+    model = small_model(name)
     q = qat.quantize_model(model)
     assert qat.is_qat_model(q)
     out = q(inputs(2), training=False).numpy()
@@ -94,35 +86,13 @@ def test_qat_applies_to_every_registered_model(name):
 @pytest.fixture(scope="module")
 def learnable():
     """(train x, train y, test x) from the embedded synthetic set, normalized like the zoo's "tf" cards."""
-    from pipelines import synthetic
-
-    images, labels = synthetic.generate(TRAIN_IMAGES + TEST_IMAGES, size=SIZE, seed=0)
-    x = (images.astype(np.float32) - 127.5) / 127.5
-    order = np.random.default_rng(0).permutation(len(x))
-    x, y = x[order], keras.utils.to_categorical(labels[order], 10)
-    return x[TEST_IMAGES:], y[TEST_IMAGES:], x[:TEST_IMAGES]
-
-
-def _trained_qat(name, learnable, epochs=TRAIN_EPOCHS):
-    """QAT model of a zoo model trained on the synthetic set: a random or barely trained net amplifies the
-    int8 kernels' one-step rounding differences (see PARITY_FAMILIES), a trained one does not."""
-    from pipelines.train import set_bn_momentum
-
-    x, y, _ = learnable
-    model = set_bn_momentum(small(name, seed=0), 0.9)  # the weights decide which outputs round apart
-    loss = keras.losses.CategoricalCrossentropy(from_logits=True)
-    model.compile(keras.optimizers.Adam(3e-3), loss)
-    model.fit(x, y, batch_size=32, epochs=epochs, verbose=0, shuffle=False)
-    q = qat.quantize_model(model, calibration=x[:128])
-    q.compile(keras.optimizers.Adam(3e-4), loss)
-    q.fit(x, y, batch_size=32, epochs=1, verbose=0, shuffle=False)
-    return q
+    return synthetic_split()
 
 
 def _int8_parity(name, learnable):
     from export import Runner, convert
 
-    q = _trained_qat(name, learnable)
+    q = trained_qat(name, learnable, epochs=TRAIN_EPOCHS)
     x = learnable[2]
     expected = q(x, training=False).numpy()
     # Equal constant outputs would pass every bound below without testing the conversion.
@@ -131,14 +101,13 @@ def _int8_parity(name, learnable):
     assert conversion.qat
     runner = Runner(conversion.tflite)
     got = np.concatenate([runner.run(x[i : i + 1]) for i in range(len(x))])
-    step = (expected.max() - expected.min()) / 255  # one int8 step of the output range
-    print(f"{name}: int8 vs QAT Keras: max |diff| {np.abs(got - expected).max() / step:.1f} steps, relative L2 "
-          f"{np.linalg.norm(got - expected) / np.linalg.norm(expected):.4f}, same class "
-          f"{np.mean(got.argmax(1) == expected.argmax(1)):.3f}")
+    figures = output_deviation(expected, got)
+    print(f"{name}: int8 vs QAT Keras: {figures}")
+    step = figures["step"]  # one int8 step of the output range
     ranked = np.sort(expected, axis=1)
     clear = ranked[:, -1] - ranked[:, -2] > PARITY_STEPS * step  # near-ties may swap
     assert np.array_equal(got.argmax(1)[clear], expected.argmax(1)[clear])
-    assert np.mean(np.abs(got - expected)) <= step
+    assert figures["mean_steps"] <= 1
     np.testing.assert_allclose(got, expected, atol=PARITY_STEPS * step)
 
 
@@ -182,10 +151,10 @@ def test_qat_int8_tflite_equals_qat_keras_per_block(kind):
     """Every block of the zoo converts faithfully: with the ranges QAT starts from (calibrated on data), the int8
     file reproduces the QAT Keras block's outputs to a few int8 steps.
 
-    Not to the bit: TFLite requantizes in integer arithmetic where TF-MOT rounds in float, per op, and a
-    LOGISTIC's int8 output has TFLite's fixed 1/256 scale where TF-MOT leaves the sigmoid output unquantized.
-    Measured (4 images, seed 0, 2026-11-29): mean 0.002-0.19 steps, 99th percentile 0-1.3 steps, max 1.1-2.6
-    steps; SE blocks with sigmoid gates have the highest mean. (The ShuffleNet V1 stride-2 unit was 7.5 steps off
+    Not to the bit: TFLite requantizes in integer arithmetic where TF-MOT rounds in float, per op. Measured (4
+    images, seed 0, 2026-11-30): mean 0.002-0.050 steps, 99th percentile 0-1.27 steps, max 1.06-2.58 steps (the
+    swish SE block had mean 0.19 until sigmoids got the int8 LOGISTIC's grid in QAT and swish became a sigmoid
+    gate; see mobilecnn.quantization). (The ShuffleNet V1 stride-2 unit was 7.5 steps off
     until its average-pool conv lost the range of its own that only QAT applied; see
     mobilecnn.quantization.concat_fed_convs.) Unseeded, the max moved with the weights (one run: 4.2 steps in
     the hard-swish SE block). A conversion that loses a range or leaves a float island is off by tens of steps
@@ -201,6 +170,7 @@ def test_qat_int8_tflite_equals_qat_keras_per_block(kind):
     got = np.concatenate([runner.run(x[i : i + 1]) for i in range(4)])
     step = (expected.max() - expected.min()) / 255
     off = np.abs(got - expected) / step
+    print(f"{kind}: mean {off.mean():.3f}, p99 {np.percentile(off, 99):.2f}, max {off.max():.2f} steps")
     assert off.max() <= BLOCK_MAX_STEPS, f"{kind}: up to {off.max():.2f} int8 steps off"
     assert np.percentile(off, 99) <= BLOCK_P99_STEPS, f"{kind}: 1 % of outputs over {np.percentile(off, 99):.2f} steps off"
     assert off.mean() <= BLOCK_MEAN_STEPS, f"{kind}: {off.mean():.2f} int8 steps off on average"
@@ -220,7 +190,7 @@ def test_qat_int8_tflite_equals_qat_keras_every_model(name, learnable):
 
 @pytest.mark.parametrize("suffix", [".h5", pytest.param("", marks=pytest.mark.slow, id="savedmodel")])
 def test_qat_model_save_load_round_trip(tmp_path, suffix):
-    model = small("mobilenet_v3_small_minimalistic")
+    model = small_model("mobilenet_v3_small_minimalistic")
     x = inputs(2)
     calibrate_batchnorm(model, x)
     q = qat.quantize_model(model)
@@ -234,7 +204,7 @@ def test_qat_model_save_load_round_trip(tmp_path, suffix):
 
 
 def test_qat_model_refuses_keras_format(tmp_path):
-    q = qat.quantize_model(small("mobilenet_v2_0.35"))
+    q = qat.quantize_model(small_model("mobilenet_v2_0.35"))
     with pytest.raises(qat.QATError, match="does not reload"):
         qat.save_qat(q, tmp_path / "qat.keras")
     assert not (tmp_path / "qat.keras").exists()

@@ -1,0 +1,94 @@
+"""Where a quantized file departs from the Keras model it came from.
+
+`trace_layers` runs the file with TFLite's reference kernels, keeps every
+intermediate tensor, and compares each Keras layer's output with the tensor
+the converter named after that layer, in quantization steps of that tensor.
+The first layer whose deviation jumps is where to look: a range the file did
+not take over, an op TFLite computes differently, a float island.
+
+Tensors are matched by name: the converter names a tensor after the ops that
+produced it, joined by ";" when it fused several (conv + batch norm + relu),
+the last op first. A layer matches the tensors whose name's first op is
+inside that layer and whose shape is the layer's output shape; layers fused
+into a later one (a conv whose relu follows) have no tensor of their own and
+are not listed.
+"""
+from dataclasses import dataclass
+
+import numpy as np
+
+from .runner import Runner
+
+
+@dataclass
+class LayerDeviation:
+    layer: str
+    tensor: str
+    shape: tuple
+    scale: float
+    mean_steps: float
+    p99_steps: float
+    max_steps: float
+
+    def __str__(self):
+        return (f"{self.layer:32s} {str(self.shape):20s} mean {self.mean_steps:6.3f}  p99 {self.p99_steps:6.2f}  "
+                f"max {self.max_steps:6.2f} steps")
+
+
+def _layer_name(layer):
+    """The name the converter sees: a QAT wrapper's inner layer's name."""
+    return getattr(layer, "layer", layer).name
+
+
+def _first_scope(tensor_name):
+    """The scopes of the op that produced a tensor: 'model/quant_b_conv/Conv2D;...' -> {'model', 'quant_b_conv', ...}."""
+    return set(tensor_name.split(";")[0].split("/"))
+
+
+def _match(layer_name, shape, tensors):
+    """The quantized tensor of the file that holds this layer's output, or None."""
+    names = {layer_name, f"quant_{layer_name}"}
+    found = [t for t in tensors
+             if t["shape"] == shape and t["quantization"][0] > 0 and names & _first_scope(t["name"])]
+    return found[-1] if found else None
+
+
+def _traced_layers(model):
+    from mobilecnn.compat import keras
+
+    return [layer for layer in model.layers
+            if not isinstance(layer, keras.layers.InputLayer) and not isinstance(layer.output, (list, tuple))]
+
+
+def trace_layers(model, tflite, samples):
+    """[LayerDeviation] in graph order for every layer of `model` whose output the quantized file `tflite`
+    (bytes or path, batch 1) keeps as a tensor of its own, over `samples` (float, normalized like the model's
+    input)."""
+    from mobilecnn.compat import keras
+
+    runner = Runner(tflite, backend="reference", keep_tensors=True)
+    layers = _traced_layers(model)
+    probe = keras.Model(model.inputs, [layer.output for layer in layers])
+    tensors = runner.tensors()
+    tensor_of = {}
+    for layer in layers:
+        tensor = _match(_layer_name(layer), (1, *layer.output.shape[1:]), tensors)
+        if tensor is not None:
+            tensor_of[id(layer)] = tensor
+    offs = {key: [] for key in tensor_of}
+    for x in np.asarray(samples, np.float32):
+        runner.run(x[None])
+        for layer, keras_out in zip(layers, probe(x[None], training=False)):
+            tensor = tensor_of.get(id(layer))
+            if tensor is not None:
+                off = np.abs(runner.read_tensor(tensor) - keras_out.numpy()) / tensor["quantization"][0]
+                offs[id(layer)].append(off.ravel())
+    runner.close()
+    return [_deviation(layer, tensor_of[id(layer)], np.concatenate(offs[id(layer)]))
+            for layer in layers if id(layer) in tensor_of]
+
+
+def _deviation(layer, tensor, off):
+    return LayerDeviation(layer=_layer_name(layer), tensor=tensor["name"], shape=tensor["shape"],
+                          scale=tensor["quantization"][0], mean_steps=float(off.mean()),
+                          p99_steps=float(np.percentile(off, 99)), max_steps=float(off.max()))
