@@ -89,7 +89,7 @@ def main(argv=None):
     for row in trace:
         print(" ", row)
     if args.top:
-        print(f"largest mean deviation:")
+        print("largest mean deviation:")
         for row in sorted(trace, key=lambda r: -r.mean_steps)[: args.top]:
             print(" ", row)
     return 0
