@@ -16,7 +16,8 @@ QAT int8 within 0.5 points of float; PTQ int8 within 1.5; pruned 75 % + PQAT
 int8 within 1.5 with >= 74 % zeros in the pruned layers; training images/s
 >= 0.95x a plain `model.fit` of the same model and data.
 
-Writes OUT/results.json, and the run folders of every phase under OUT.
+Writes OUT/results.json, and the run folders of every phase under OUT. A rerun reuses finished phases'
+figures, and a phase killed mid-way continues after its last checkpointed epoch.
 """
 import argparse
 import json
@@ -138,16 +139,23 @@ def run(recipe, data_root, out, epochs=None, fine_tune_epochs=None, limit=None, 
     calibration = data.calibration_images(train_folder, recipe.data_config(normalization, seed + 1), 200)
     ft = fine_tune_epochs
 
+    def fit(model_fn, config, run_dir, **kwargs):
+        # A phase killed mid-way (the session ended, the machine went away) continues after its last finished
+        # epoch instead of starting over and overwriting its checkpoints.
+        return train.train(model_fn, train_folder, data_config, config, run_dir,
+                           resume=train.has_checkpoint(run_dir), verbose=2, **kwargs)
+
     def build():
         return train.set_bn_momentum(runs.resolve_model(recipe.model, shape, classes), recipe.bn_momentum)
 
     def float_phase():
         start = time.perf_counter()
-        model, history = train.train(build, train_folder, data_config, recipe.train_config(seed, epochs),
-                                     out / "float", val_folder=test_folder, verbose=2)
+        resumed = train.has_checkpoint(out / "float")
+        model, history = fit(build, recipe.train_config(seed, epochs), out / "float", val_folder=test_folder)
         runs.save_keras(model, float_path)
         return {"float_train_minutes": sum(e["train_seconds"] for e in history) / 60,
-                "float_wall_minutes": (time.perf_counter() - start) / 60,
+                # wall time of this invocation only; train minutes cover every epoch, resumed or not
+                "float_wall_minutes": (time.perf_counter() - start) / 60, "float_resumed": resumed,
                 "float_top1": train.evaluate(model, test_folder, data_config),
                 "train_images_per_second": history[-1]["images_per_second"]}
 
@@ -156,9 +164,8 @@ def run(recipe, data_root, out, epochs=None, fine_tune_epochs=None, limit=None, 
         return _prefixed("ptq", int8_scores(tflite, test_folder, data_config))
 
     def qat_phase():
-        qat_model, _ = train.train(lambda: qat.quantize_model(runs.load_model_file(float_path), calibration=calibration),
-                                   train_folder, data_config, recipe.fine_tune_config(ft or recipe.qat_epochs, seed),
-                                   out / "qat", verbose=2)
+        qat_model, _ = fit(lambda: qat.quantize_model(runs.load_model_file(float_path), calibration=calibration),
+                           recipe.fine_tune_config(ft or recipe.qat_epochs, seed), out / "qat")
         qat.save_qat(qat_model, out / "qat" / "qat_model.h5", overwrite=True)
         tflite = convert(qat_model, "int8", io="int8").tflite
         return _prefixed("qat", int8_scores(tflite, test_folder, data_config, reference=qat_model))
@@ -166,15 +173,13 @@ def run(recipe, data_root, out, epochs=None, fine_tune_epochs=None, limit=None, 
     def prune_phase():
         prune_epochs = ft or recipe.prune_epochs
         total = data.steps_per_epoch(train_folder, data_config) * prune_epochs
-        pruned, _ = train.train(lambda: prune.prune_model(runs.load_model_file(float_path), recipe.prune_config(),
-                                                          total),
-                                train_folder, data_config, recipe.prune_train_config(prune_epochs, seed),
-                                out / "prune", callbacks=prune.callbacks(), verbose=2)
+        pruned, _ = fit(lambda: prune.prune_model(runs.load_model_file(float_path), recipe.prune_config(), total),
+                        recipe.prune_train_config(prune_epochs, seed), out / "prune", callbacks=prune.callbacks())
         names = prune.pruned_layer_names(pruned)
         stripped = prune.strip(pruned)
         figures = {"pruned_float_top1": train.evaluate(stripped, test_folder, data_config)}
-        pqat, _ = train.train(lambda: prune.pqat_model(stripped, calibration=calibration), train_folder, data_config,
-                              recipe.fine_tune_config(ft or recipe.pqat_epochs, seed), out / "pqat", verbose=2)
+        pqat, _ = fit(lambda: prune.pqat_model(stripped, calibration=calibration),
+                      recipe.fine_tune_config(ft or recipe.pqat_epochs, seed), out / "pqat")
         report = prune.sparsity_report(pqat, names)
         runs.write_json(out / "pqat_sparsity.json", report)
         figures["pqat_zeros_in_pruned_layers"] = report["overall"]["zeros"]

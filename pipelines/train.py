@@ -259,6 +259,11 @@ def rng_generators(model):
     return found
 
 
+def has_checkpoint(run_dir):
+    """Whether `run_dir` holds a checkpoint that `train(..., resume=True)` can continue from."""
+    return tf.train.latest_checkpoint(str(Path(run_dir) / CHECKPOINTS)) is not None
+
+
 def train(model_fn, train_folder, data_config, config, run_dir, *, val_folder=None, resume=False,
           strategy=None, callbacks=(), verbose=1):
     """Build the model with `model_fn()` (inside the strategy scope), fit it and return (model, history).

@@ -69,6 +69,7 @@ def test_resume_continues_with_identical_weights(images, tmp_path):
                     callbacks=[KillAtEpoch(1)])
     saved = json.loads((tmp_path / "killed" / "history.json").read_text())
     assert [entry["epoch"] for entry in saved] == [1]
+    assert train.has_checkpoint(tmp_path / "killed")
     resumed, resumed_history = train.train(tiny_model, folder, data_config, config, tmp_path / "killed",
                                            resume=True, verbose=0)
 
@@ -84,6 +85,7 @@ def test_run_folder_has_checkpoints_tensorboard_and_history(images, tmp_path):
     folder = data.load_folder(images / "train")
     val = data.load_folder(images / "test", class_names=folder.class_names)
     data_config = data.DataConfig(image_size=32, batch_size=16)
+    assert not train.has_checkpoint(tmp_path)
     _, history = train.train(tiny_model, folder, data_config, train.TrainConfig(epochs=2), tmp_path, val_folder=val,
                              verbose=0)
     entries = json.loads((tmp_path / "history.json").read_text())
