@@ -122,7 +122,7 @@ def check_phases(phases, out):
 
 
 def run(recipe, data_root, out, epochs=None, fine_tune_epochs=None, limit=None, seed=0, phases=PHASES):
-    from export import convert
+    from export import align_biases, convert
 
     check_phases(phases, out)
     out = Path(out)
@@ -166,8 +166,9 @@ def run(recipe, data_root, out, epochs=None, fine_tune_epochs=None, limit=None, 
     def qat_phase():
         qat_model, _ = fit(lambda: qat.quantize_model(runs.load_model_file(float_path), calibration=calibration),
                            recipe.fine_tune_config(ft or recipe.qat_epochs, seed), out / "qat")
-        qat.save_qat(qat_model, out / "qat" / "qat_model.h5", overwrite=True)
         tflite = convert(qat_model, "int8", io="int8").tflite
+        align_biases(qat_model, tflite)
+        qat.save_qat(qat_model, out / "qat" / "qat_model.h5", overwrite=True)
         return _prefixed("qat", int8_scores(tflite, test_folder, data_config, reference=qat_model))
 
     def prune_phase():
@@ -184,8 +185,9 @@ def run(recipe, data_root, out, epochs=None, fine_tune_epochs=None, limit=None, 
         runs.write_json(out / "pqat_sparsity.json", report)
         figures["pqat_zeros_in_pruned_layers"] = report["overall"]["zeros"]
         figures["pqat_min_layer_zeros"] = min(v["zeros"] for k, v in report.items() if k != "overall")
-        qat.save_qat(pqat, out / "pqat" / "pqat_model.h5", overwrite=True)
         tflite = convert(pqat, "int8", io="int8").tflite
+        align_biases(pqat, tflite)
+        qat.save_qat(pqat, out / "pqat" / "pqat_model.h5", overwrite=True)
         figures.update(_prefixed("pqat", int8_scores(tflite, test_folder, data_config, reference=pqat)))
         return figures
 

@@ -6,6 +6,7 @@
 two halves for use from Python. Importing this package does not import
 TensorFlow; conversion does.
 """
+from .bias_alignment import BiasShift, align_biases
 from .convert import IO_TYPES, MODES, Conversion, calibrate_batchnorm, convert, graph_for_export
 from .errors import ExportError
 from .layer_trace import LayerDeviation, trace_layers
@@ -19,6 +20,7 @@ from .verify import PERTURBATION, TRAINED, Verification, verify
 
 __all__ = [
     "BACKENDS",
+    "BiasShift",
     "IO_TYPES",
     "MODES",
     "PERTURBATION",
@@ -30,6 +32,7 @@ __all__ = [
     "LoadedModel",
     "Runner",
     "Verification",
+    "align_biases",
     "calibrate_batchnorm",
     "convert",
     "embed_metadata",

@@ -4,6 +4,7 @@ Verification runs on the final bytes (metadata included); nothing is written
 unless every check passes, and then the .tflite and its manifest are placed
 atomically.
 """
+import contextlib
 import datetime
 import importlib.metadata
 import os
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import data as data_lib
+from .bias_alignment import align_biases
 from .convert import CALIBRATED_MODES, calibrate_batchnorm, check_options, convert, input_shape
 from .errors import ExportError
 from .loading import LoadedModel, is_qat_model, load, registry_names
@@ -100,22 +102,44 @@ def export_model(
         eval_batches = None
         if eval_data is not None:
             eval_batches = data_lib.labelled_batches(eval_data, shape, norm, labels=label_list, limit=eval_limit)
-        verification = verify_model(
-            conversion.model,
-            tflite,
-            mode=mode,
-            samples=samples,
-            perturbation=loaded.random_init,
-            allow_float_ops=allow_float_ops,
-            allow_partial_delegation=allow_partial_delegation,
-            eval_batches=eval_batches,
-        )
+        with _qat_biases_aligned(conversion, loaded.notes):
+            verification = verify_model(
+                conversion.model,
+                tflite,
+                mode=mode,
+                samples=samples,
+                perturbation=loaded.random_init,
+                allow_float_ops=allow_float_ops,
+                allow_partial_delegation=allow_partial_delegation,
+                eval_batches=eval_batches,
+            )
         if not verification.ok:
             raise ExportError(f"verification failed, nothing written: {'; '.join(verification.failures)}")
 
     manifest = build_manifest(out, tflite, loaded, conversion, info, calibration, verification)
     path, meta = write_outputs(out, tflite, manifest, force=force)
     return ExportResult(path, meta, manifest)
+
+
+@contextlib.contextmanager
+def _qat_biases_aligned(conversion, notes):
+    """Inside, a QAT model's biases sit on the file's int32 grid, so parity shows what the conversion did rather
+    than the bias rounding QAT leaves out (see bias_alignment); afterwards the model is as it came (it may be the
+    caller's own object)."""
+    if not conversion.qat:
+        yield
+        return
+    saved = [variable.numpy() for variable in conversion.model.weights]
+    try:
+        shifts = align_biases(conversion.model, conversion.tflite)
+        notes.append(f"QAT biases of {len(shifts)} layers moved onto the int8 file's int32 grid for the parity check")
+    except ExportError as error:
+        notes.append(f"QAT biases not aligned with the int8 file, so parity includes their rounding: {error}")
+    try:
+        yield
+    finally:
+        for variable, value in zip(conversion.model.weights, saved):
+            variable.assign(value)
 
 
 def _load(model, model_name, input_size, classes, qat):

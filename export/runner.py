@@ -223,11 +223,20 @@ class Runner:
             {
                 "index": int(op["index"]),
                 "name": op["op_name"],
+                "inputs": [int(i) for i in op["inputs"]],  # tensor indices; -1 for an omitted optional input
+                "outputs": [int(i) for i in op["outputs"]],
                 "input_dtypes": [_dtype_name(t) for t in op["operand_types"]],
                 "output_dtypes": [_dtype_name(t) for t in op["result_types"]],
             }
             for op in self._inspector()._get_ops_details()
         ]
+
+    def constant(self, index):
+        """(values, per-channel scales) of the constant tensor `index` (a weight or bias), as stored."""
+        interpreter = self._inspector()
+        detail = interpreter._get_tensor_details(index, 0)
+        scales = np.asarray(detail["quantization_parameters"]["scales"], np.float64)
+        return interpreter.get_tensor(index), scales
 
     def close(self):
         """Release the runtime (quietly: CompiledModel logs its accelerators' teardown)."""

@@ -210,6 +210,65 @@ def test_layer_trace_points_at_the_layer_where_the_file_departs():
         runner.read_tensor(runner.tensors()[0])
 
 
+def _qat_conv_stack(seed=0):
+    """QAT conv+BN+relu6 -> depthwise+BN+relu6 -> biased conv+relu -> conv+BN at 12 px, with batch norms and
+    biases far from their defaults; (QAT model, images)."""
+    from pipelines.qat import quantize_model
+
+    keras.utils.set_random_seed(seed)
+    layers = keras.layers
+    x_in = keras.Input((12, 12, 3))
+    x = layers.ReLU(6.0, name="c1_act")(layers.BatchNormalization(name="c1_bn")(
+        layers.Conv2D(16, 3, padding="same", use_bias=False, name="c1")(x_in)))
+    x = layers.ReLU(6.0, name="dw_act")(layers.BatchNormalization(name="dw_bn")(
+        layers.DepthwiseConv2D(3, padding="same", use_bias=False, name="dw")(x)))
+    x = layers.ReLU(name="c2_act")(layers.Conv2D(24, 1, name="c2")(x))
+    x = layers.BatchNormalization(name="c3_bn")(layers.Conv2D(32, 1, use_bias=False, name="c3")(x))
+    model = keras.Model(x_in, x)
+    images = np.random.default_rng(seed).normal(size=(32, 12, 12, 3)).astype(np.float32)
+    export.calibrate_batchnorm(model, images)
+    rng = np.random.default_rng(seed + 1)
+    for layer in model.layers:
+        if isinstance(layer, layers.BatchNormalization):
+            gamma, beta, mean, var = layer.get_weights()
+            layer.set_weights([gamma * rng.uniform(0.5, 2, gamma.shape), beta + rng.normal(0, 0.5, beta.shape),
+                               mean, var])
+    bias = model.get_layer("c2").bias
+    bias.assign(rng.normal(0, 0.3, bias.shape).astype(np.float32))
+    return quantize_model(model, calibration=images), images
+
+
+def test_align_biases_makes_the_qat_model_compute_what_its_int8_file_does():
+    from benchmarks.int8_trace import run_each
+
+    qat, images = _qat_conv_stack()
+    tflite = export.convert(qat, "int8", io="float").tflite
+    got = run_each(tflite, images[:8])
+
+    def steps_off():
+        expected = qat(images[:8], training=False).numpy()
+        return np.abs(got - expected) / ((expected.max() - expected.min()) / 255)
+
+    before = steps_off()
+    assert np.mean(before > 0.5) > 1e-4  # the float biases put some outputs on the neighbouring level
+    shifts = export.align_biases(qat, tflite)
+    assert {s.layer for s in shifts} == {"c1_bn", "dw_bn", "c2", "c3_bn"}
+    assert all(0 < s.max_grid_steps <= 0.5 + 1e-3 for s in shifts), shifts
+    assert steps_off().max() < 1e-3  # XNNPACK now computes exactly what the Keras model does
+    assert export.convert(qat, "int8", io="float").tflite == tflite  # the file was on the grid already
+
+    other, _ = _qat_conv_stack(seed=1)
+    weights = [w.numpy() for w in other.weights]
+    with pytest.raises(export.ExportError, match="grid steps from the model's"):
+        export.align_biases(other, tflite)
+    assert all(np.array_equal(a, w.numpy()) for a, w in zip(weights, other.weights))  # all or nothing
+    float_model = tiny_model("float_model", softmax=False)
+    with pytest.raises(export.ExportError, match="needs a QAT model"):
+        export.align_biases(float_model)
+    with pytest.raises(export.ExportError, match="needs an int8 file"):
+        export.align_biases(other, export.convert(float_model, "fp32").tflite)
+
+
 def test_compiled_runner_writes_weight_cache(model, tmp_path):
     conv = export.convert(model, "fp32")
     cache = tmp_path / "tiny.xnnpack_cache"
@@ -313,7 +372,7 @@ def test_int8_without_calibration_data_is_an_error(model):
         export.convert(model, "int8")
 
 
-def test_qat_model_converts_to_int8_without_calibration(model):
+def test_qat_model_converts_to_int8_without_calibration(model, tmp_path):
     from mobilecnn.quantization import quantize
 
     qat = quantize(tiny_model("qat_base"))
@@ -326,6 +385,11 @@ def test_qat_model_converts_to_int8_without_calibration(model):
     assert result.float_ops == [] and result.delegation["partitions"] == 1
     with pytest.raises(export.ExportError, match="QAT.*--int8 only"):
         export.convert(qat, "fp32")
+    weights = [w.numpy() for w in qat.weights]
+    manifest = export.export_model(qat, str(tmp_path / "qat.tflite"), mode="int8").manifest
+    assert any("moved onto the int8 file's int32 grid" in note for note in manifest["notes"]), manifest["notes"]
+    # Aligned for the parity check only: the caller's model object comes back as it was.
+    assert all(np.array_equal(a, w.numpy()) for a, w in zip(weights, qat.weights))
 
 
 def test_mean_calibration_ranges_int8_is_integer_and_close_to_minmax(model):
