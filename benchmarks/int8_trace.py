@@ -70,20 +70,12 @@ def output_deviation(expected, got):
             "same_class": float(np.mean(got.argmax(1) == expected.argmax(1)))}
 
 
-def run_each(tflite, images, backend="xnnpack"):
-    """Outputs of the int8 file for `images`, one image at a time (the file's batch is 1)."""
-    from export import Runner
-
-    runner = Runner(tflite, backend=backend)
-    return np.concatenate([runner.run(images[i : i + 1]) for i in range(len(images))])
-
-
 def _figures(figures):
     return ", ".join(f"{k} {v:.4g}" for k, v in figures.items())
 
 
 def main(argv=None):
-    from export import convert
+    from export import Runner, convert
     from export.layer_trace import trace_layers
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -97,14 +89,14 @@ def main(argv=None):
     tflite = convert(q, "int8", io="float").tflite
     x = split[2]
     expected = q(x, training=False).numpy()
-    got = run_each(tflite, x)
+    got = Runner(tflite).run_all(x)
     print(f"{args.model}: output, int8 XNNPACK vs QAT Keras on {len(x)} images: "
           + _figures(output_deviation(expected, got)))
     # TFLite's own kernels disagree on the same file (rounding in MEAN and requantization); in the same units
     # (steps of the XNNPACK output's range) this is the floor no QAT model can get under against all of them.
     for backend in ("builtin", "reference"):
         print(f"  same file, {backend} kernels vs XNNPACK: "
-              + _figures(output_deviation(got, run_each(tflite, x, backend))))
+              + _figures(output_deviation(got, Runner(tflite, backend=backend).run_all(x))))
     trace = trace_layers(q, tflite, x[: args.samples])
     print(f"per layer (reference kernels, {args.samples} images; steps of each tensor's own scale):")
     for row in trace:

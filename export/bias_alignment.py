@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import ExportError
+from .loading import inner_layer
 
 BIASED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
 # The converter folds in float32, so its bias may differ from the one computed here by a few ulps of the largest
@@ -85,20 +86,16 @@ def _layers_by_name(model):
     layers = {}
     for layer in model.layers:
         layers[layer.name] = layer
-        layers[_inner(layer).name] = layer
+        layers[inner_layer(layer).name] = layer
     return layers
 
 
-def _inner(layer):
-    return getattr(layer, "layer", layer)
-
-
 def _is_batch_norm(layer):
-    return type(_inner(layer)).__name__ == "BatchNormalization"
+    return type(inner_layer(layer)).__name__ == "BatchNormalization"
 
 
 def _has_bias_kernel(layer):
-    return type(_inner(layer)).__name__ in ("Conv2D", "DepthwiseConv2D", "Dense")
+    return type(inner_layer(layer)).__name__ in ("Conv2D", "DepthwiseConv2D", "Dense")
 
 
 def _producer(layer):
@@ -117,14 +114,14 @@ def _bias_holder(layers, tensor_name):
         raise ExportError(f"'{tensor_name}' names {len(norms)} batch norms; cannot tell which one it folded")
     if norms:
         return norms[0]
-    biased = [layer for layer in named.values() if _has_bias_kernel(layer) and _inner(layer).use_bias]
+    biased = [layer for layer in named.values() if _has_bias_kernel(layer) and inner_layer(layer).use_bias]
     return biased[0] if len(biased) == 1 else None
 
 
 def _folded(norm):
     """(bias the converter folds from a batch norm and its producer, the size of its terms, the norm's
     multiplier per channel)."""
-    bn, producer = _inner(norm), _inner(_producer(norm))
+    bn, producer = inner_layer(norm), inner_layer(_producer(norm))
     mean, var = bn.moving_mean.numpy().astype(np.float64), bn.moving_variance.numpy().astype(np.float64)
     gamma = bn.gamma.numpy().astype(np.float64) if bn.scale else 1.0
     beta = bn.beta.numpy().astype(np.float64) if bn.center else 0.0
@@ -136,7 +133,7 @@ def _folded(norm):
 def _move(holder, stored, scales, tensor_name):
     """(holder, the change to its bias, the norm's multiplier or None, grid steps moved); checks the file's bias is
     this layer's, rounded."""
-    layer = _inner(holder)
+    layer = inner_layer(holder)
     if _is_batch_norm(holder):
         current, terms, k = _folded(holder)
     else:
@@ -154,7 +151,7 @@ def _move(holder, stored, scales, tensor_name):
 
 
 def _apply(holder, move, k, steps):
-    layer = _inner(holder)
+    layer = inner_layer(holder)
     if k is None:
         layer.bias.assign((layer.bias.numpy() + move).astype(np.float32))
     elif layer.center:

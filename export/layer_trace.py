@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .loading import inner_layer
 from .runner import Runner
 
 
@@ -37,7 +38,7 @@ class LayerDeviation:
 
 def _layer_name(layer):
     """The name the converter sees: a QAT wrapper's inner layer's name."""
-    return getattr(layer, "layer", layer).name
+    return inner_layer(layer).name
 
 
 def _first_scope(tensor_name):

@@ -170,6 +170,11 @@ def _keras_load(path):
         raise ExportError(f"{path}: cannot load the Keras model: {first}") from exc
 
 
+def inner_layer(layer):
+    """The layer a QAT (or pruning) wrapper holds; the layer itself when unwrapped."""
+    return getattr(layer, "layer", layer)
+
+
 def is_qat_model(model):
     """True when any layer is a TF-MOT QuantizeWrapper or QuantizeLayer."""
     import tensorflow_model_optimization as tfmot

@@ -191,6 +191,13 @@ class Runner:
         self.invoke()
         return self.get_output()
 
+    def run_all(self, x):
+        """Outputs for every sample of `x`, run in chunks of the file's fixed batch (len(x) must be a multiple)."""
+        batch = self.input_details[0]["shape"][0]
+        if len(x) % batch:
+            raise ValueError(f"run_all needs a multiple of the model's batch {batch} samples, got {len(x)}")
+        return np.concatenate([self.run(x[start : start + batch]) for start in range(0, len(x), batch)])
+
     # -- inspection ------------------------------------------------------
     def tensors(self):
         """Every tensor of the model (name, index, shape, dtype, quantization), in the file's order."""

@@ -121,13 +121,6 @@ def verify(model, tflite, *, mode, samples, perturbation=False, allow_float_ops=
     return result
 
 
-def _tflite_outputs(runner, x, batch):
-    outputs = []
-    for start in range(0, len(x) - batch + 1, batch):
-        outputs.append(runner.run(x[start : start + batch]))
-    return np.concatenate(outputs)
-
-
 def _usable(x, batch):
     """Drop the tail that does not fill the fixed TFLite batch."""
     return x[: len(x) - len(x) % batch]
@@ -138,7 +131,7 @@ def parity(model, runner, samples, batch):
     if not len(x):
         raise ValueError(f"parity needs at least {batch} sample(s) (the model's fixed batch)")
     want = np.asarray(model(x, training=False), np.float32)
-    got = _tflite_outputs(runner, x, batch)
+    got = runner.run_all(x)
     diff = np.abs(want - got)
     scale = float(np.max(np.abs(want)))
     max_abs = float(diff.max())
@@ -177,7 +170,7 @@ def accuracy(model, runner, batches, batch):
             continue
         for prefix, logits in (
             ("keras", np.asarray(model(images, training=False))),
-            ("tflite", _tflite_outputs(runner, images, batch)),
+            ("tflite", runner.run_all(images)),
         ):
             logits = logits.reshape(len(images), -1)
             k = min(5, logits.shape[1])

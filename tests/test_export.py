@@ -239,11 +239,9 @@ def _qat_conv_stack(seed=0):
 
 
 def test_align_biases_makes_the_qat_model_compute_what_its_int8_file_does():
-    from benchmarks.int8_trace import run_each
-
     qat, images = _qat_conv_stack()
     tflite = export.convert(qat, "int8", io="float").tflite
-    got = run_each(tflite, images[:8])
+    got = export.Runner(tflite).run_all(images[:8])
 
     def steps_off():
         expected = qat(images[:8], training=False).numpy()
@@ -403,8 +401,7 @@ def test_mean_calibration_ranges_int8_is_integer_and_close_to_minmax(model):
     reference = mean.model(x, training=False).numpy()
     outputs = {}
     for name, conv in (("minmax", minmax), ("mean", mean)):
-        runner = export.Runner(conv.tflite)
-        outputs[name] = np.concatenate([runner.run(x[i : i + 1]) for i in range(len(x))])
+        outputs[name] = export.Runner(conv.tflite).run_all(x)
     # The two range methods are both a quantization of the same float model.
     for got in outputs.values():
         assert np.linalg.norm(got - reference) / np.linalg.norm(reference) < 0.2

@@ -151,8 +151,7 @@ def _int8_steps_off(qat_model, images):
     """|int8 file - QAT Keras| over `images`, in int8 steps of the output's range."""
     from export import Runner, convert
 
-    runner = Runner(convert(qat_model, "int8", io="float").tflite)
-    got = np.concatenate([runner.run(x[None]) for x in images])
+    got = Runner(convert(qat_model, "int8", io="float").tflite).run_all(images)
     expected = qat_model(images, training=False).numpy()
     return np.abs(got - expected) / ((expected.max() - expected.min()) / 255)
 

@@ -10,7 +10,7 @@ from mobilecnn.layers import GateMultiply
 from export import calibrate_batchnorm
 from pipelines import qat
 from zoo_helpers import split_by_graph
-from benchmarks.int8_trace import SIZE, output_deviation, run_each, small_model, synthetic_split, trained_qat
+from benchmarks.int8_trace import SIZE, output_deviation, small_model, synthetic_split, trained_qat
 
 TRAIN_EPOCHS = 8
 # Per block, with the biases aligned (export.align_biases), XNNPACK computes what the QAT Keras model computes to
@@ -93,7 +93,7 @@ def learnable():
 
 
 def _int8_parity(name, learnable):
-    from export import convert
+    from export import Runner, convert
 
     q = trained_qat(name, learnable, epochs=TRAIN_EPOCHS)
     x = learnable[2]
@@ -102,7 +102,7 @@ def _int8_parity(name, learnable):
     assert np.ptp(expected, axis=0).max() > 0, f"{name}: the QAT model gives every image the same logits"
     conversion = convert(q, "int8", io="float")
     assert conversion.qat
-    got = run_each(conversion.tflite, x)
+    got = Runner(conversion.tflite).run_all(x)
     figures = output_deviation(expected, got)
     print(f"{name}: int8 vs QAT Keras: {figures}")
     step = figures["step"]  # one int8 step of the output range
@@ -162,7 +162,7 @@ def test_qat_int8_tflite_equals_qat_keras_per_block(kind):
     became a sigmoid gate), the ShuffleNet V1 stride-2 unit (7.5 steps until its average-pool conv lost a range only
     QAT applied; mobilecnn.quantization.concat_fed_convs). A conversion that loses a range or leaves a float island
     is off by tens of steps (an uncalibrated QAT model: 40-160)."""
-    from export import align_biases, convert
+    from export import Runner, align_biases, convert
 
     model = _block_model(kind)
     x = np.random.default_rng(0).normal(size=(32, 16, 16, 3)).astype(np.float32)
@@ -171,7 +171,7 @@ def test_qat_int8_tflite_equals_qat_keras_per_block(kind):
     tflite = convert(q, "int8", io="float").tflite
     align_biases(q, tflite)
     expected = q(x[:4], training=False).numpy()
-    got = run_each(tflite, x[:4])
+    got = Runner(tflite).run_all(x[:4])
     step = (expected.max() - expected.min()) / 255
     off = np.abs(got - expected) / step
     print(f"{kind}: mean {off.mean():.3f}, p99 {np.percentile(off, 99):.2f}, max {off.max():.2f} steps")
