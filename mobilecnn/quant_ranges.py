@@ -19,6 +19,7 @@ half of the pixels, and that difference grows through the net.
 """
 import numpy as np
 
+from mobilecnn import quantization
 from mobilecnn.compat import keras
 
 
@@ -64,8 +65,6 @@ def _own_graph(model):
     Layers of a model made from another one (e.g. by strip_pruning) keep the
     other graph's tensors as `.output`; a probe built on those is disconnected.
     """
-    from mobilecnn import quantization
-
     with quantization.quantize_scope():
         copy = keras.models.clone_model(model)
     copy.set_weights(model.get_weights())
@@ -162,6 +161,15 @@ def _set_weight_ranges(qat_model):
                 quantizer(weight, True, weights=quantizer_vars)  # training mode assigns the weights' range
 
 
+def _share_ranges(ranges, slots, groups):
+    """Give the output ranges of each group of concats their union (what every member's values need)."""
+    for group in groups:
+        members = [slot for slot in ranges if slots[slot][0] in group and slots[slot][1] == "output"]
+        if members:
+            union = min(ranges[slot][0] for slot in members), max(ranges[slot][1] for slot in members)
+            ranges.update(dict.fromkeys(members, union))
+
+
 def calibrate_ranges(qat_model, float_model, images, batch_size=16):
     """Set the QAT model's fake-quant ranges from `float_model` run on `images` (N, H, W, C, preprocessed).
 
@@ -175,16 +183,18 @@ def calibrate_ranges(qat_model, float_model, images, batch_size=16):
     slots = _activation_slots(qat_model)
     probe, index = _probe(float_model, slots)
     lows, highs = _batch_ranges(probe, images, batch_size)
-    set_count = 0
-    for (_, where, quantizer, quantizer_vars), i in zip(slots, index):
+    ranges = {}
+    for slot, ((_, where, quantizer, _), i) in enumerate(zip(slots, index)):
         if i is None:
             continue
-        low, high = _range_for(quantizer, lows[:, i], highs[:, i])
+        ranges[slot] = _range_for(quantizer, lows[:, i], highs[:, i])
         if where == "model_input":
-            low, high = _off_tie_range(images, low, high)
+            ranges[slot] = _off_tie_range(images, *ranges[slot])
+    _share_ranges(ranges, slots, quantization.range_sharing_concats(float_model))
+    for slot, (low, high) in ranges.items():
+        quantizer_vars = slots[slot][3]
         quantizer_vars["min_var"].assign(np.full(quantizer_vars["min_var"].shape, low, np.float32))
         quantizer_vars["max_var"].assign(np.full(quantizer_vars["max_var"].shape, high, np.float32))
-        set_count += 1
     _set_weight_ranges(qat_model)
     weights = sum(len(layer._weight_vars) for layer in qat_model.layers if isinstance(layer, _tfmot_types()[1]))
-    return {"activation_ranges": set_count, "weight_ranges": weights}
+    return {"activation_ranges": len(ranges), "weight_ranges": weights}

@@ -3,8 +3,9 @@
 TF-MOT's default registry rejects custom layers and `Multiply`. Two configs
 cover them: data movement (shuffle, split) keeps its input's quantization
 (NoOp), single-op arithmetic gets a fake-quant on its output (Output). A
-third puts sigmoids on the int8 LOGISTIC's fixed grid (Logistic), and
-`scheme` corrects one of TF-MOT's layout transforms: the changes each make
+third puts sigmoids on the int8 LOGISTIC's fixed grid (Logistic), a fourth
+holds one range through each chain of ShuffleNet V2 concats (SharedRange),
+and `scheme` corrects one of TF-MOT's layout transforms: the changes each make
 the QAT model compute what the int8 file computes (docs/pipelines.md).
 """
 import functools
@@ -58,7 +59,20 @@ def _config_classes():
         def get_output_quantizers(self, layer):
             return [tfq.quantizers.FixedQuantizer(num_bits=8, init_min=0.0, init_max=255 / 256, narrow_range=False)]
 
-    classes = (NoOpQuantizeConfig, OutputQuantizeConfig, LogisticQuantizeConfig)
+    class HeldRangeQuantizer(tfq.quantizers.MovingAverageQuantizer):
+        """A MovingAverageQuantizer whose range training never moves (calibration sets it)."""
+
+        def __call__(self, inputs, training, weights, **kwargs):
+            return super().__call__(inputs, False, weights, **kwargs)
+
+    class SharedRangeQuantizeConfig(NoOpQuantizeConfig):
+        """Fake-quantize a concat's output with a held range, which calibration makes the same for every concat
+        of its group (`range_sharing_concats`), so that the int8 file needs no requantize between them."""
+
+        def get_output_quantizers(self, layer):
+            return [HeldRangeQuantizer(num_bits=8, per_axis=False, symmetric=False, narrow_range=False)]
+
+    classes = (NoOpQuantizeConfig, OutputQuantizeConfig, LogisticQuantizeConfig, SharedRangeQuantizeConfig)
     for cls in classes:
         keras.utils.register_keras_serializable("mobilecnn")(cls)
     return classes
@@ -159,6 +173,58 @@ def relu_fed_adds(model, fed=None):
             if isinstance(layer, AddConst) and _only_feeds(model, layer, keras.layers.ReLU, fed)}
 
 
+def _moved_from_concat(model, name, feeds):
+    """The Concatenate whose output layer `name` only moves (through shuffles and splits), or None."""
+    layer = model.get_layer(name)
+    while isinstance(layer, (ChannelShuffle, ChannelSplit)) and len(feeds.get(layer.name, [])) == 1:
+        layer = model.get_layer(feeds[layer.name][0])
+        if isinstance(layer, keras.layers.Concatenate):
+            return layer.name
+    return None
+
+
+def range_sharing_concats(model):
+    """Groups (sorted name lists) of Concatenates that must share one int8 range.
+
+    A concat fed a shuffled, split part of another concat's output (the
+    ShuffleNet V2 stride-1 unit) gets that part at the other concat's scale;
+    with a range of its own the int8 file requantizes the part, and XNNPACK
+    does that with an 8-bit multiplier, lrintf(256 * scale ratio), which puts
+    5 % of the part a step from the rounding QAT does (measured). One range
+    held through each chain (a ShuffleNet V2 stage) leaves no requantize.
+    """
+    feeds = producers(model)
+    parent = {}
+
+    def root(name):
+        while parent.setdefault(name, name) != name:
+            name = parent[name]
+        return name
+
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Concatenate):
+            for producer in feeds.get(layer.name, []):
+                source = _moved_from_concat(model, producer, feeds)
+                if source is not None:
+                    parent[root(layer.name)] = root(source)
+    groups = {}
+    for name in parent:
+        groups.setdefault(root(name), []).append(name)
+    return [sorted(group) for group in groups.values() if len(group) > 1]
+
+
+def unmatched_concat_relus(model, quantize_map):
+    """Names of the ReLUs that feed only a concat and still have no QuantizeConfig after TF-MOT's layout
+    transform: its ConcatTransform, which takes a concat input's range away, does not match a concat whose
+    other input also feeds another layer (the ShuffleNet V2 split half). Such a ReLU's range exists only in the
+    QAT model; the int8 file computes it at its own scale and requantizes it to the concat's (measured in a
+    ShuffleNet V2 stage whose concats share a range: up to 7 int8 steps off)."""
+    fed = consumers(model)
+    return [layer.name for layer in model.layers
+            if isinstance(layer, keras.layers.ReLU) and _only_feeds(model, layer, keras.layers.Concatenate, fed)
+            and layer.name in quantize_map and not quantize_map[layer.name].get("quantize_config")]
+
+
 def _weights_only_config(layer):
     from tensorflow_model_optimization.python.core.quantization.keras.default_8bit.default_8bit_quantize_registry \
         import Default8BitConvQuantizeConfig
@@ -186,6 +252,8 @@ def _layout_classes():
     from tensorflow_model_optimization.python.core.quantization.keras import utils as quantize_utils
     from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
         default_8bit_quantize_layout_transform as layout, default_8bit_transforms as transforms)
+    from tensorflow_model_optimization.python.core.quantization.keras.default_8bit.default_8bit_quantize_registry \
+        import Default8BitQuantizeConfig
 
     weighted = ("Conv2D", "DepthwiseConv2D", "Dense")
 
@@ -216,9 +284,12 @@ def _layout_classes():
             transforms.LayerReLUQuantize, transforms.LayerReluActivationQuantize = (
                 LayerReLUQuantize, LayerReluActivationQuantize)
             try:
-                return super().apply(model, layer_quantize_map)
+                transformed, quantize_map = super().apply(model, layer_quantize_map)
             finally:
                 transforms.LayerReLUQuantize, transforms.LayerReluActivationQuantize = saved
+            for name in unmatched_concat_relus(transformed, quantize_map):
+                quantize_map[name]["quantize_config"] = Default8BitQuantizeConfig([], [], False)
+            return transformed, quantize_map
 
     class Scheme(_tfq().QuantizeScheme):
         def __init__(self, base):
@@ -248,12 +319,14 @@ def annotate(model):
 
     Custom layers get their paired config, except that an AddConst feeding
     only ReLUs gets no range (`relu_fed_adds`); convs that feed only concats
-    quantize their weights alone (`concat_fed_convs`); all other layers are
+    quantize their weights alone (`concat_fed_convs`); concats that must
+    share a range hold it (`range_sharing_concats`); all other layers are
     left to TF-MOT's default registry by `quantize_annotate_model`.
     """
     tfq = _tfq()
     fed = consumers(model)
     weights_only, unranged = concat_fed_convs(model, fed), relu_fed_adds(model, fed)
+    shared = {name for group in range_sharing_concats(model) for name in group}
 
     def clone(layer):
         fresh = layer.__class__.from_config(layer.get_config())
@@ -262,6 +335,8 @@ def annotate(model):
             config = _weights_only_config(layer)
         if layer.name in unranged:
             config = quantize_configs()["NoOpQuantizeConfig"]()
+        if layer.name in shared:
+            config = quantize_configs()["SharedRangeQuantizeConfig"]()
         return tfq.quantize_annotate_layer(fresh, config) if config is not None else fresh
 
     with keras.utils.custom_object_scope(custom_objects()):

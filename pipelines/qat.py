@@ -13,6 +13,7 @@ QAT model saved as .keras does not reload ("Layer 'quantize_layer' expected
 import os
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 
 from mobilecnn import quantization
@@ -95,12 +96,18 @@ def quantize_model(model, scheme=None, calibration=None):
 
     `calibration`: preprocessed images (N, H, W, C); when given, the fake-quant
     ranges start from `model`'s activations on them instead of TF-MOT's
-    [-6, 6] (see mobilecnn.quant_ranges). Pass them whenever data is at hand.
+    [-6, 6] (see mobilecnn.quant_ranges). Pass them whenever data is at hand:
+    the concats of a ShuffleNet V2 stage hold one range that training does
+    not move (mobilecnn.quantization.range_sharing_concats), so without
+    calibration they keep [-6, 6], and a warning says so.
     """
     check_quantizable(model)
     qat_model = quantization.quantize(model, scheme)
     if calibration is not None:
         calibrate_ranges(qat_model, model, calibration)
+    elif quantization.range_sharing_concats(model):
+        warnings.warn(f"model {model.name}: its chained concats hold a fixed range during QAT, which stays at "
+                      "[-6, 6] without calibration images; pass calibration= (the CLI does)", stacklevel=2)
     return qat_model
 
 
