@@ -6,9 +6,12 @@ The model is trained exactly as the whole-model parity test trains it
 int8 file (export.align_biases; `--unaligned` skips that). Then it prints the
 output's deviation (int8 XNNPACK file vs QAT Keras on 32 held-out images, as
 the test measures it) and, per layer, the deviation of the tensor TFLite's
-reference kernels computed for it (export.layer_trace). Usage:
+reference kernels computed for it (export.layer_trace). `--xnnpack PATTERN`
+also traces the layers whose names match PATTERN under XNNPACK, the kernels
+the file ships with, one converted sub-model per layer. Usage:
 
     flock /tmp/tf.lock .venv/bin/python -m benchmarks.int8_trace --model mnasnet_a1 [--top 15]
+    flock /tmp/tf.lock .venv/bin/python -m benchmarks.int8_trace --model efficientnet_b0 --xnnpack "project_bn$"
 
 Not part of CI (minutes per model on two cores).
 """
@@ -76,13 +79,15 @@ def _figures(figures):
 
 def main(argv=None):
     from export import Runner, convert
-    from export.layer_trace import trace_layers
+    from export.layer_trace import trace_layers, trace_sub_models
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", required=True, help="registry name, e.g. mnasnet_a1")
     parser.add_argument("--samples", type=int, default=4, help="held-out images for the layer trace (default 4)")
     parser.add_argument("--top", type=int, default=0, help="also list the N layers with the largest mean deviation")
     parser.add_argument("--unaligned", action="store_true", help="keep TF-MOT's float biases (no align_biases)")
+    parser.add_argument("--xnnpack", metavar="PATTERN", help="also trace the layers matching this regular expression "
+                        "under XNNPACK (one conversion each)")
     args = parser.parse_args(argv)
     split = synthetic_split()
     q = trained_qat(args.model, split, align=not args.unaligned)
@@ -104,6 +109,11 @@ def main(argv=None):
     if args.top:
         print("largest mean deviation:")
         for row in sorted(trace, key=lambda r: -r.mean_steps)[: args.top]:
+            print(" ", row)
+    if args.xnnpack:
+        print(f"per layer matching {args.xnnpack!r} (XNNPACK, the model up to the layer converted on its own, "
+              f"{args.samples} images; steps of the layer's output scale):")
+        for row in trace_sub_models(q, x[: args.samples], pattern=args.xnnpack):
             print(" ", row)
     return 0
 

@@ -12,7 +12,12 @@ the last op first. A layer matches the tensors whose name's first op is
 inside that layer and whose shape is the layer's output shape; layers fused
 into a later one (a conv whose relu follows) have no tensor of their own and
 are not listed.
+
+`trace_sub_models` measures the kernels a file ships with instead: XNNPACK
+keeps no intermediate tensors, so the model up to each chosen layer is
+converted and run on its own (one conversion per layer).
 """
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -93,3 +98,36 @@ def _deviation(layer, tensor, off):
     return LayerDeviation(layer=_layer_name(layer), tensor=tensor["name"], shape=tensor["shape"],
                           scale=tensor["quantization"][0], mean_steps=float(off.mean()),
                           p99_steps=float(np.percentile(off, 99)), max_steps=float(off.max()))
+
+
+def _dequantized_output(runner):
+    """The int8 tensor that the file's output is dequantized from, or None where the output is computed in float."""
+    output = runner.output_details[0]["index"]
+    for op in runner.ops():
+        if op["name"] == "DEQUANTIZE" and op["outputs"] == [output]:
+            return next(t for t in runner.tensors() if t["index"] == op["inputs"][0])
+    return None
+
+
+def trace_sub_models(model, samples, pattern="", backend="xnnpack"):
+    """[LayerDeviation] in graph order for every layer of the QAT `model` whose name matches `pattern` (a regular
+    expression) and whose output the file quantizes: the model up to that layer converted to int8 on its own,
+    run with `backend` over `samples`, against the layer's Keras output, in steps of the output's scale."""
+    from mobilecnn.compat import keras
+
+    from .convert import convert
+
+    samples = np.asarray(samples, np.float32)
+    rows = []
+    for layer in _traced_layers(model):
+        if not re.search(pattern, _layer_name(layer)):
+            continue
+        sub_model = keras.Model(model.inputs, layer.output)
+        # keep_activation: a sub-model ending at a sigmoid must not have it dropped as a classifier's activation
+        runner = Runner(convert(sub_model, "int8", io="float", keep_activation=True).tflite, backend=backend)
+        output = _dequantized_output(runner)
+        if output is not None:
+            off = np.abs(runner.run_all(samples) - sub_model(samples, training=False).numpy())
+            rows.append(_deviation(layer, output, off.ravel() / output["quantization"][0]))
+        runner.close()
+    return rows

@@ -246,7 +246,9 @@ def _layout_classes():
     corrected transform does what TF-MOT does for conv + BN + ReLU: it
     swaps the activation for `NoOpActivation` (no output fake quant) and
     keeps the layer's config (or the scheme's: PQAT/CQAT keep their weight
-    quantizers). An Add keeps TF-MOT's handling.
+    quantizers). An Add keeps TF-MOT's handling. After TF-MOT's transforms,
+    the ReLUs its ConcatTransform missed lose their output range
+    (`unmatched_concat_relus`), as the ones it matched do.
     """
     from tensorflow_model_optimization.python.core.quantization.keras import quantize_aware_activation
     from tensorflow_model_optimization.python.core.quantization.keras import utils as quantize_utils

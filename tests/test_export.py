@@ -210,6 +210,29 @@ def test_layer_trace_points_at_the_layer_where_the_file_departs():
         runner.read_tensor(runner.tensors()[0])
 
 
+def test_sub_model_trace_measures_each_layer_on_the_shipped_kernels():
+    from export.layer_trace import trace_sub_models
+
+    qat, images = _qat_conv_stack()
+    before = trace_sub_models(qat, images[:8], pattern="act$|c3_bn")
+    assert [row.layer for row in before] == ["c1_act", "dw_act", "c2_act", "c3_bn"]
+    assert all(row.max_steps >= 0.5 for row in before), before  # float biases: outputs on the neighbouring level
+    export.align_biases(qat)
+    after = trace_sub_models(qat, images[:8])
+    # every layer whose output the file quantizes (the convs and batch norms fused into them have none of their own)
+    assert [row.layer for row in after][1:] == [row.layer for row in before]
+    assert after[0].layer.startswith("quantize_layer")  # the input's fake quant
+    assert all(row.max_steps < 1e-3 for row in after), after
+
+    from pipelines.qat import quantize_model
+
+    x_in = keras.Input((12, 12, 3))
+    gate = keras.layers.Activation("sigmoid", name="gate")(keras.layers.Conv2D(8, 3, name="c")(x_in))
+    gated = quantize_model(keras.Model(x_in, gate), calibration=images)
+    row = trace_sub_models(gated, images[:8], pattern="^gate$")[0]  # the sigmoid is traced, not dropped as a head's
+    assert row.layer == "gate" and row.scale == 1 / 256 and row.max_steps <= 1.0 + 1e-3, row
+
+
 def _qat_conv_stack(seed=0):
     """QAT conv+BN+relu6 -> depthwise+BN+relu6 -> biased conv+relu -> conv+BN at 12 px, with batch norms and
     biases far from their defaults; (QAT model, images)."""
