@@ -15,7 +15,9 @@ by a step where that grid would put the images halfway between two int8
 levels (uint8 pixels scaled to [-1, 1] all land there). TF's fake quant
 rounds such ties up, TFLite's QUANTIZE away from zero and XNNPACK to even,
 so on ties the int8 file's input differs from the QAT model's by a step for
-half of the pixels, and that difference grows through the net.
+half of the pixels, and that difference grows through the net. Concats
+that must share one range (mobilecnn.quantization.range_sharing_concats)
+all get the union of theirs; training does not move it.
 """
 import numpy as np
 
