@@ -125,9 +125,11 @@ def trace_sub_models(model, samples, pattern="", backend="xnnpack"):
         sub_model = keras.Model(model.inputs, layer.output)
         # keep_activation: a sub-model ending at a sigmoid must not have it dropped as a classifier's activation
         runner = Runner(convert(sub_model, "int8", io="float", keep_activation=True).tflite, backend=backend)
-        output = _dequantized_output(runner)
-        if output is not None:
-            off = np.abs(runner.run_all(samples) - sub_model(samples, training=False).numpy())
-            rows.append(_deviation(layer, output, off.ravel() / output["quantization"][0]))
-        runner.close()
+        try:
+            output = _dequantized_output(runner)
+            if output is not None:
+                off = np.abs(runner.run_all(samples) - sub_model(samples, training=False).numpy())
+                rows.append(_deviation(layer, output, off.ravel() / output["quantization"][0]))
+        finally:
+            runner.close()
     return rows
