@@ -16,8 +16,9 @@ $(STAMP): $(PY) pyproject.toml
 
 install: $(STAMP)
 
+# --durations lists the slowest tests, which is what to move under -m slow when the run outgrows ~15 minutes.
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=20
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow
