@@ -29,8 +29,9 @@ class Recipe:
     augment: str = "crop_flip"
     qat_epochs: int = 2
     qat_learning_rate: float = 0.005
-    prune_epochs: int = 10
+    prune_epochs: int = 20
     prune_learning_rate: float = 0.02
+    prune_end: float = 0.5  # fraction of the pruning epochs after which the target sparsity holds
     pqat_epochs: int = 2
     sparsity: float = 0.75
     bn_momentum: float = 0.9  # see pipelines.train.set_bn_momentum
@@ -56,7 +57,7 @@ class Recipe:
         return self.fine_tune_config(epochs, seed, self.prune_learning_rate)
 
     def prune_config(self):
-        return PruneConfig(target=self.sparsity, schedule="polynomial", end=0.6)
+        return PruneConfig(target=self.sparsity, schedule="polynomial", end=self.prune_end)
 
     def to_dict(self):
         return asdict(self)

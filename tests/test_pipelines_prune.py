@@ -167,14 +167,18 @@ def test_cluster_preserving_sparsity_then_pcqat(pruned, folder, tmp_path):
 
 
 def test_prune_command_with_pqat(images, tmp_path):
+    model_file = tmp_path / "sparse.keras"
+    sparse_friendly().save(model_file)
     out = tmp_path / "run"
     result = CliRunner().invoke(prune_command, [
-        "mobilenet_v2_0.35", "--data", str(images), "--image-size", "32", "--epochs", "2", "--batch-size", "32",
-        "--sparsity", "0.5", "--pqat-epochs", "1", "--out", str(out), "--quiet"], catch_exceptions=False)
+        str(model_file), "--data", str(images), "--image-size", "32", "--epochs", "2", "--batch-size", "32",
+        "--sparsity", "0.5", "--min-weights", "256", "--pqat-epochs", "1", "--out", str(out), "--quiet"],
+        catch_exceptions=False)
     assert result.exit_code == 0, result.output
     results = json.loads((out / "results.json").read_text())
     assert results["sparsity"] >= 0.5 and results["pqat_sparsity"] >= 0.49
     report = json.loads((out / "sparsity.json").read_text())
+    assert {"b0_pw", "b1_pw", "classifier"} <= set(report)
     assert all(entry["zeros"] >= 0.5 for entry in report.values())
     assert qat.is_qat_model(qat.load_qat(out / "pqat_model.h5"))
     assert (out / "pruned.keras").exists() and (out / "pqat" / "history.json").exists()

@@ -9,7 +9,7 @@ from mobilecnn.compat import keras
 from mobilecnn.layers import GateMultiply
 from export import calibrate_batchnorm
 from pipelines import qat
-from zoo_helpers import split_by_graph
+from zoo_helpers import split_by_graph, tiny_model
 from benchmarks.int8_trace import SIZE, output_deviation, small_model, synthetic_split, trained_qat
 
 TRAIN_EPOCHS = 8
@@ -235,7 +235,7 @@ def test_qat_model_save_load_round_trip(tmp_path, suffix):
 
 
 def test_qat_model_refuses_keras_format(tmp_path):
-    q = qat.quantize_model(small_model("mobilenet_v2_0.35"))
+    q = qat.quantize_model(tiny_model())
     with pytest.raises(qat.QATError, match="does not reload"):
         qat.save_qat(q, tmp_path / "qat.keras")
     assert not (tmp_path / "qat.keras").exists()
@@ -253,8 +253,10 @@ def test_qat_command_writes_a_reloadable_qat_model(tmp_path):
 
     synthetic.write_image_folder(tmp_path / "data" / "train", images_per_class=4, size=SIZE, seed=0)
     synthetic.write_image_folder(tmp_path / "data" / "test", images_per_class=1, size=SIZE, seed=1)
+    model_file = tmp_path / "tiny.keras"  # a model file (zoo names: test_qat_applies_to_every_registered_model)
+    tiny_model().save(model_file)
     out = tmp_path / "run"
-    result = CliRunner().invoke(qat_command, ["mobilenet_v3_small_minimalistic", "--data", str(tmp_path / "data"),
+    result = CliRunner().invoke(qat_command, [str(model_file), "--data", str(tmp_path / "data"),
                                               "--image-size", str(SIZE), "--epochs", "1", "--batch-size", "20",
                                               "--out", str(out), "--quiet"], catch_exceptions=False)
     assert result.exit_code == 0, result.output

@@ -10,23 +10,12 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from mobilecnn import blocks
 from mobilecnn.compat import keras
 from pipelines import data, synthetic, train
 from pipelines.commands import train_command
+from zoo_helpers import tiny_model
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def tiny_model():
-    """Conv-BN, one MBConv block and a dropout head: every kind of state resume must restore."""
-    cfg = blocks.BuildConfig()
-    inputs = keras.Input((32, 32, 3))
-    x = blocks.conv_bn_act(inputs, 8, 3, 2, cfg=cfg, name="stem")
-    x = blocks.inverted_residual(x, 8, expanded=16, cfg=cfg, name="block1")
-    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
-    x = keras.layers.Dropout(0.3, name="drop")(x)
-    return keras.Model(inputs, keras.layers.Dense(10, name="logits")(x), name="tiny")
 
 
 def test_warmup_cosine_schedule():
@@ -124,7 +113,7 @@ DISTRIBUTED = textwrap.dedent(
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     sys.path.insert(0, {tests!r})
-    from test_pipelines_train import tiny_model
+    from zoo_helpers import tiny_model
     from pipelines import data, train
     folder = data.load_folder({data!r})
     strategy = train.make_strategy({strategy!r})

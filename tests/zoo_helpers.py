@@ -1,8 +1,9 @@
-"""Helpers shared by the zoo tests."""
+"""Helpers shared by the tests: registry models at small sizes, a tiny hand-built model, one training step."""
 import re
 
 import numpy as np
 
+from mobilecnn import blocks
 from mobilecnn.compat import keras, tf
 from mobilecnn.registry import create_model, get_card
 
@@ -42,6 +43,18 @@ def small_model(name, size=SMALL, classes=10):
     keras.backend.clear_session()
     keras.utils.set_random_seed(0)
     return create_model(name, input_shape=(size, size, 3), classes=classes, classifier_activation=None)
+
+
+def tiny_model():
+    """32 px, 10 classes: conv-BN, one MBConv block and a dropout head; every kind of state a resume restores,
+    built in well under a second (for the commands' tests, where the model is not what is tested)."""
+    cfg = blocks.BuildConfig()
+    inputs = keras.Input((32, 32, 3))
+    x = blocks.conv_bn_act(inputs, 8, 3, 2, cfg=cfg, name="stem")
+    x = blocks.inverted_residual(x, 8, expanded=16, cfg=cfg, name="block1")
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    x = keras.layers.Dropout(0.3, name="drop")(x)
+    return keras.Model(inputs, keras.layers.Dense(10, name="logits")(x), name="tiny")
 
 
 def train_step(model, x, y, lr=0.05):
