@@ -29,7 +29,7 @@ class Recipe:
     augment: str = "crop_flip"
     qat_epochs: int = 2
     qat_learning_rate: float = 0.005
-    prune_epochs: int = 20
+    prune_epochs: int = 30
     prune_learning_rate: float = 0.02
     prune_end: float = 0.5  # fraction of the pruning epochs after which the target sparsity holds
     pqat_epochs: int = 2
