@@ -323,7 +323,9 @@ def annotate(model):
     only ReLUs gets no range (`relu_fed_adds`); convs that feed only concats
     quantize their weights alone (`concat_fed_convs`); concats that must
     share a range hold it (`range_sharing_concats`); all other layers are
-    left to TF-MOT's default registry by `quantize_annotate_model`.
+    annotated without a config, which leaves them to TF-MOT's default
+    registry. One clone does what `quantize_annotate_model` would do with a
+    second one (each clone of a large zoo model takes seconds).
     """
     tfq = _tfq()
     fed = consumers(model)
@@ -331,7 +333,12 @@ def annotate(model):
     shared = {name for group in range_sharing_concats(model) for name in group}
 
     def clone(layer):
+        if isinstance(layer, keras.Model):
+            raise ValueError(f"layer {layer.name!r} is a nested model; flatten it into one functional graph to "
+                             "quantize it")
         fresh = layer.__class__.from_config(layer.get_config())
+        if isinstance(layer, keras.layers.Lambda):
+            return fresh  # TF-MOT cannot quantize Python code either; pipelines.qat names such layers
         config = config_for(layer)
         if config is None and layer.name in weights_only:
             config = _weights_only_config(layer)
@@ -339,12 +346,12 @@ def annotate(model):
             config = quantize_configs()["NoOpQuantizeConfig"]()
         if layer.name in shared:
             config = quantize_configs()["SharedRangeQuantizeConfig"]()
-        return tfq.quantize_annotate_layer(fresh, config) if config is not None else fresh
+        return tfq.quantize_annotate_layer(fresh, config)
 
     with keras.utils.custom_object_scope(custom_objects()):
         annotated = keras.models.clone_model(model, clone_function=clone)
     annotated.set_weights(model.get_weights())
-    return tfq.quantize_annotate_model(annotated)
+    return annotated
 
 
 def quantize(model, base_scheme=None):
