@@ -127,10 +127,10 @@ def producers(model):
     return feeds
 
 
-def consumers(model):
-    """{layer name: [names of the layers it feeds]}."""
+def consumers(model, feeds=None):
+    """{layer name: [names of the layers it feeds]} (from `feeds`, `producers(model)`, when given)."""
     fed = {}
-    for name, inputs in producers(model).items():
+    for name, inputs in (producers(model) if feeds is None else feeds).items():
         for producer in inputs:
             fed.setdefault(producer, []).append(name)
     return fed
@@ -183,7 +183,7 @@ def _moved_from_concat(model, name, feeds):
     return None
 
 
-def range_sharing_concats(model):
+def range_sharing_concats(model, feeds=None):
     """Groups (sorted name lists) of Concatenates that must share one int8 range.
 
     A concat fed a shuffled, split part of another concat's output (the
@@ -192,8 +192,9 @@ def range_sharing_concats(model):
     does that with an 8-bit multiplier, lrintf(256 * scale ratio), which puts
     5 % of the part a step from the rounding QAT does (measured). One range
     held through each chain (a ShuffleNet V2 stage) leaves no requantize.
+    `feeds`: `producers(model)`, when the caller has it.
     """
-    feeds = producers(model)
+    feeds = producers(model) if feeds is None else feeds
     parent = {}
 
     def root(name):
@@ -328,9 +329,11 @@ def annotate(model):
     second one (each clone of a large zoo model takes seconds).
     """
     tfq = _tfq()
-    fed = consumers(model)
+    # Reading a large model's graph config takes about a second; once serves all three checks.
+    feeds = producers(model)
+    fed = consumers(model, feeds)
     weights_only, unranged = concat_fed_convs(model, fed), relu_fed_adds(model, fed)
-    shared = {name for group in range_sharing_concats(model) for name in group}
+    shared = {name for group in range_sharing_concats(model, feeds) for name in group}
 
     def clone(layer):
         if isinstance(layer, keras.Model):
