@@ -127,10 +127,10 @@ def producers(model):
     return feeds
 
 
-def consumers(model):
-    """{layer name: [names of the layers it feeds]}."""
+def consumers(model, feeds=None):
+    """{layer name: [names of the layers it feeds]} (from `feeds`, `producers(model)`, when given)."""
     fed = {}
-    for name, inputs in producers(model).items():
+    for name, inputs in (producers(model) if feeds is None else feeds).items():
         for producer in inputs:
             fed.setdefault(producer, []).append(name)
     return fed
@@ -183,7 +183,7 @@ def _moved_from_concat(model, name, feeds):
     return None
 
 
-def range_sharing_concats(model):
+def range_sharing_concats(model, feeds=None):
     """Groups (sorted name lists) of Concatenates that must share one int8 range.
 
     A concat fed a shuffled, split part of another concat's output (the
@@ -192,8 +192,9 @@ def range_sharing_concats(model):
     does that with an 8-bit multiplier, lrintf(256 * scale ratio), which puts
     5 % of the part a step from the rounding QAT does (measured). One range
     held through each chain (a ShuffleNet V2 stage) leaves no requantize.
+    `feeds`: `producers(model)`, when the caller has it.
     """
-    feeds = producers(model)
+    feeds = producers(model) if feeds is None else feeds
     parent = {}
 
     def root(name):
@@ -323,15 +324,24 @@ def annotate(model):
     only ReLUs gets no range (`relu_fed_adds`); convs that feed only concats
     quantize their weights alone (`concat_fed_convs`); concats that must
     share a range hold it (`range_sharing_concats`); all other layers are
-    left to TF-MOT's default registry by `quantize_annotate_model`.
+    annotated without a config, which leaves them to TF-MOT's default
+    registry. One clone does what `quantize_annotate_model` would do with a
+    second one (each clone of a large zoo model takes seconds).
     """
     tfq = _tfq()
-    fed = consumers(model)
+    # Reading a large model's graph config takes about a second; once serves all three checks.
+    feeds = producers(model)
+    fed = consumers(model, feeds)
     weights_only, unranged = concat_fed_convs(model, fed), relu_fed_adds(model, fed)
-    shared = {name for group in range_sharing_concats(model) for name in group}
+    shared = {name for group in range_sharing_concats(model, feeds) for name in group}
 
     def clone(layer):
+        if isinstance(layer, keras.Model):
+            raise ValueError(f"layer {layer.name!r} is a nested model; flatten it into one functional graph to "
+                             "quantize it")
         fresh = layer.__class__.from_config(layer.get_config())
+        if isinstance(layer, keras.layers.Lambda):
+            return fresh  # TF-MOT cannot quantize Python code either; pipelines.qat names such layers
         config = config_for(layer)
         if config is None and layer.name in weights_only:
             config = _weights_only_config(layer)
@@ -339,12 +349,12 @@ def annotate(model):
             config = quantize_configs()["NoOpQuantizeConfig"]()
         if layer.name in shared:
             config = quantize_configs()["SharedRangeQuantizeConfig"]()
-        return tfq.quantize_annotate_layer(fresh, config) if config is not None else fresh
+        return tfq.quantize_annotate_layer(fresh, config)
 
     with keras.utils.custom_object_scope(custom_objects()):
         annotated = keras.models.clone_model(model, clone_function=clone)
     annotated.set_weights(model.get_weights())
-    return tfq.quantize_annotate_model(annotated)
+    return annotated
 
 
 def quantize(model, base_scheme=None):
