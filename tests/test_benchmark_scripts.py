@@ -38,3 +38,38 @@ def test_cifar10_recipes_reuses_a_float_model_from_an_earlier_run(tmp_path):
     (tmp_path / "float").mkdir()
     (tmp_path / "float" / "model.keras").write_bytes(b"")
     check_phases(["ptq", "qat"], tmp_path)
+
+
+def test_throughput_runs_alternate_so_a_drift_falls_on_both_alike():
+    from benchmarks.cifar10_recipes import THROUGHPUT_ORDER
+
+    assert THROUGHPUT_ORDER == tuple(reversed(THROUGHPUT_ORDER))  # a linear drift cancels
+    assert THROUGHPUT_ORDER.count("loop") == THROUGHPUT_ORDER.count("plain") >= 2
+    assert THROUGHPUT_ORDER[0] != THROUGHPUT_ORDER[1]
+
+
+def test_throughput_figures_take_the_median_epoch_of_each():
+    from benchmarks.cifar10_recipes import throughput_figures
+
+    # one slow epoch on either side does not decide the ratio
+    figures = throughput_figures({"loop": [380.0, 400.0, 410.0, 120.0], "plain": [400.0, 420.0, 30.0, 410.0]})
+    assert figures["loop_images_per_second"] == 390.0
+    assert figures["plain_fit_images_per_second"] == 405.0
+    assert figures["throughput_ratio"] == pytest.approx(390.0 / 405.0)
+
+
+def test_throughput_phase_times_every_run_but_their_first_epochs(images, tmp_path):
+    """The phase end to end on tiny data: 2 timed epochs from each of the 4 runs, the loop's scratch folders gone."""
+    from benchmarks.cifar10_recipes import THROUGHPUT_EPOCHS, THROUGHPUT_ORDER, run
+    from pipelines.recipes import Recipe
+
+    recipe = Recipe("tiny", "mobilenet_v2_0.35", image_size=32, batch_size=16, warmup_epochs=0)
+    results = run(recipe, images, tmp_path, phases=["throughput"])
+    rates = results["throughput_epoch_rates"]
+    for kind in ("loop", "plain"):
+        assert len(rates[kind]) == THROUGHPUT_ORDER.count(kind) * (THROUGHPUT_EPOCHS - 1)
+        assert all(rate > 0 for rate in rates[kind])
+    assert results["throughput_ratio"] == pytest.approx(
+        results["loop_images_per_second"] / results["plain_fit_images_per_second"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results.json", "throughput"]
+    assert [p.name for p in (tmp_path / "throughput").iterdir()] == ["results.json"]

@@ -13,9 +13,11 @@ from zoo_helpers import split_by_graph, tiny_model
 from benchmarks.int8_trace import SIZE, output_deviation, small_model, synthetic_split, trained_qat
 
 TRAIN_EPOCHS = 8
-# Per block, with the biases aligned (export.align_biases), XNNPACK computes what the QAT Keras model computes to
-# the bit (see the per-block test).
-EXACT_STEPS = 1e-3
+# Per block, with the biases aligned (export.align_biases), XNNPACK computes what the QAT Keras model computes
+# except, on AVX-512 CPUs, at one element where its kernels depart from exact integer arithmetic (see the per-block
+# test): at most this many elements more than half an output step off, none by more than STRAY_STEPS.
+STRAY_ELEMENTS = 1
+STRAY_STEPS = 1.5
 PARITY_STEPS = 4  # int8 output steps allowed between the int8 file and the QAT Keras model
 # One model per family for the whole-model int8-TFLite parity check, under -m slow. Each is trained first (512
 # synthetic images, 8 epochs; a net trained 4 steps on 32 images amplified the per-op differences to relative L2
@@ -150,10 +152,15 @@ BLOCK_KINDS = ["inverted_residual_hswish_se", "inverted_residual_relu6_stride2",
 @pytest.mark.parametrize("kind", BLOCK_KINDS)
 def test_qat_int8_tflite_equals_qat_keras_per_block(kind):
     """Every block of the zoo converts faithfully: with the ranges QAT starts from (calibrated on data) and the
-    biases on the file's int32 grid (export.align_biases), XNNPACK computes the QAT Keras block's outputs to the bit.
+    biases on the file's int32 grid (export.align_biases), XNNPACK computes the QAT Keras block's outputs to the bit,
+    but for at most one element (STRAY_ELEMENTS) one step off (STRAY_STEPS, in steps of the block's output range).
 
-    Measured (4 images, seed 0, 2026-11-30): 0 steps off in every block. Before the biases were aligned: mean
-    0.002-0.050 steps, max 1.06-2.58 (TF-MOT keeps biases float; the file rounds them). Earlier fixes this guards:
+    Measured (4 images, seed 0, TF's Eigen kernels: tests/conftest.py turns oneDNN off): on the Zen 1 VM, 0 elements
+    off in every block; on the 2026-11-30 Xeon (AVX-512 VNNI, AMX), 0 in seven blocks and one in two: in
+    inverted_residual_hswish_se XNNPACK's 1x1 project conv gives -20 where exact integer arithmetic on the same int8
+    inputs, weights and int32 bias gives -19.31 (TFLite's builtin kernel and Keras: -19), and in shufflenet_v1 its add
+    + relu is one step off at one element. Before the biases were aligned (ad-hoc count on the Xeon): 11-1,065 elements off per
+    block (mean 0.002-0.099 steps, max 1.06-4.00; TF-MOT keeps biases float; the file rounds them). Earlier fixes this guards:
     the ShuffleNet V2 stride-1 unit (mean 0.024, max 1.03 steps until the concats of a stage held one range,
     mobilecnn.quantization.range_sharing_concats: the file requantized the channel-split half, and XNNPACK's
     int8-to-int8 convert multiplies by lrintf(256 * scale ratio), an 8-bit multiplier), the swish SE block (mean
@@ -172,8 +179,10 @@ def test_qat_int8_tflite_equals_qat_keras_per_block(kind):
     got = Runner(tflite).run_all(x[:4])
     step = (expected.max() - expected.min()) / 255
     off = np.abs(got - expected) / step
-    print(f"{kind}: mean {off.mean():.3f}, p99 {np.percentile(off, 99):.2f}, max {off.max():.2f} steps")
-    assert off.max() <= EXACT_STEPS, f"{kind}: up to {off.max():.2f} int8 steps off"
+    stray = int((off > 0.5).sum())
+    print(f"{kind}: {stray} of {off.size} off, mean {off.mean():.4f}, max {off.max():.2f} steps")
+    assert stray <= STRAY_ELEMENTS and off.max() <= STRAY_STEPS, (
+        f"{kind}: {stray} of {off.size} outputs more than half an int8 step off, up to {off.max():.2f} steps")
 
 
 def test_shufflenet_v2_stages_hold_one_range_through_training_saving_and_int8(tmp_path):
