@@ -224,8 +224,11 @@ def run(recipe, data_root, out, epochs=None, fine_tune_epochs=None, limit=None, 
 
     work = {"float": float_phase, "ptq": ptq_phase, "qat": qat_phase, "prune": prune_phase,
             "throughput": throughput_phase}
-    for name in (p for p in PHASES if p in phases):
-        results.update(_phase(out, name, work[name]))
+    for name in PHASES:
+        if name in phases:
+            results.update(_phase(out, name, work[name]))
+        elif (out / name / "results.json").exists():  # run earlier: OUT/results.json keeps every phase's figures
+            results.update(runs.read_json(out / name / "results.json"))
         runs.write_json(out / "results.json", results)
     return results
 

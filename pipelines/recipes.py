@@ -2,11 +2,12 @@
 
 The "stem" choice: zoo models downsample 32x at their stem and stages, so a
 32 px CIFAR image would end as a 1x1 feature map. The recipes upsample the
-images 2x (resize policy "stretch" to 64 px), which gives the same feature
+images (resize policy "stretch", 2x to 64 px), which gives the same feature
 map sizes as a stride-1 stem on 32 px input (a 2x2 map at the head) while
 keeping the zoo architecture unchanged, so the trained model exports and
-quantizes like any zoo model. Widths and epoch counts are picked for a
-45-minute budget on two cores; see docs/pipelines.md for what was and was
+quantizes like any zoo model. EfficientNet-Lite0 takes 48 px (still a 2x2
+head: its "same" padding rounds up): widths, input sizes and epoch counts are
+picked for a 45-minute budget on two cores; see docs/pipelines.md for what was and was
 not measured.
 """
 from dataclasses import asdict, dataclass
@@ -69,7 +70,7 @@ RECIPES = {
     for recipe in (
         Recipe("mobilenet_v2", "mobilenet_v2_0.5"),
         Recipe("shufflenet_v2", "shufflenet_v2_1.0", epochs=20),
-        Recipe("efficientnet_lite0", "efficientnet_lite0", epochs=20, learning_rate=0.08),
+        Recipe("efficientnet_lite0", "efficientnet_lite0", image_size=48, epochs=18, learning_rate=0.08),
     )
 }
 

@@ -59,17 +59,23 @@ def test_throughput_figures_take_the_median_epoch_of_each():
 
 
 def test_throughput_phase_times_every_run_but_their_first_epochs(images, tmp_path):
-    """The phase end to end on tiny data: 2 timed epochs from each of the 4 runs, the loop's scratch folders gone."""
+    """The phase end to end on tiny data: 2 timed epochs from each of the 4 runs, the loop's scratch folders gone,
+    and OUT/results.json still holding the figures of a phase run earlier."""
     from benchmarks.cifar10_recipes import THROUGHPUT_EPOCHS, THROUGHPUT_ORDER, run
+    from pipelines import runs
     from pipelines.recipes import Recipe
 
+    (tmp_path / "float").mkdir()
+    runs.write_json(tmp_path / "float" / "results.json", {"float_top1": 0.8})
     recipe = Recipe("tiny", "mobilenet_v2_0.35", image_size=32, batch_size=16, warmup_epochs=0)
     results = run(recipe, images, tmp_path, phases=["throughput"])
+    assert runs.read_json(tmp_path / "results.json") == results
+    assert results["float_top1"] == 0.8
     rates = results["throughput_epoch_rates"]
     for kind in ("loop", "plain"):
         assert len(rates[kind]) == THROUGHPUT_ORDER.count(kind) * (THROUGHPUT_EPOCHS - 1)
         assert all(rate > 0 for rate in rates[kind])
     assert results["throughput_ratio"] == pytest.approx(
         results["loop_images_per_second"] / results["plain_fit_images_per_second"])
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["results.json", "throughput"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["float", "results.json", "throughput"]
     assert [p.name for p in (tmp_path / "throughput").iterdir()] == ["results.json"]
