@@ -6,9 +6,9 @@ images (resize policy "stretch", 2x to 64 px), which gives the same feature
 map sizes as a stride-1 stem on 32 px input (a 2x2 map at the head) while
 keeping the zoo architecture unchanged, so the trained model exports and
 quantizes like any zoo model. EfficientNet-Lite0 takes 48 px (still a 2x2
-head: its "same" padding rounds up): widths, input sizes and epoch counts are
-picked for a 45-minute budget on two cores; see docs/pipelines.md for what was and was
-not measured.
+head: its "same" padding rounds up). Widths, input sizes and epoch counts are
+picked for a 45-minute budget on two cores; see docs/pipelines.md for what
+was and was not measured.
 """
 from dataclasses import asdict, dataclass
 

@@ -159,8 +159,9 @@ def test_qat_int8_tflite_equals_qat_keras_per_block(kind):
     off in every block; on the 2026-11-30 Xeon (AVX-512 VNNI, AMX), 0 in seven blocks and one in two: in
     inverted_residual_hswish_se XNNPACK's 1x1 project conv gives -20 where exact integer arithmetic on the same int8
     inputs, weights and int32 bias gives -19.31 (TFLite's builtin kernel and Keras: -19), and in shufflenet_v1 its add
-    + relu is one step off at one element. Before the biases were aligned (ad-hoc count on the Xeon): 11-1,065 elements off per
-    block (mean 0.002-0.099 steps, max 1.06-4.00; TF-MOT keeps biases float; the file rounds them). Earlier fixes this guards:
+    + relu is one step off at one element. Before the biases were aligned (ad-hoc count on the Xeon): 11-1,065
+    elements off per block (mean 0.002-0.10 steps, max 1.06-4.00; TF-MOT keeps biases float; the file rounds them).
+    Earlier fixes this guards:
     the ShuffleNet V2 stride-1 unit (mean 0.024, max 1.03 steps until the concats of a stage held one range,
     mobilecnn.quantization.range_sharing_concats: the file requantized the channel-split half, and XNNPACK's
     int8-to-int8 convert multiplies by lrintf(256 * scale ratio), an 8-bit multiplier), the swish SE block (mean
