@@ -110,10 +110,14 @@ class _EpochTimer(keras.callbacks.Callback):
         self.seconds.append(time.perf_counter() - self._start)
 
 
+def _figures_path(out, name):
+    return out / name / "results.json"
+
+
 def _phase(out, name, work):
     """Run `work()` -> figures once: OUT/NAME/results.json keeps them, and a rerun reuses them (delete the
     folder to redo a phase)."""
-    done = out / name / "results.json"
+    done = _figures_path(out, name)
     if done.exists():
         print(f"reusing the {name} phase's figures from {done}", flush=True)
         return runs.read_json(done)
@@ -227,8 +231,8 @@ def run(recipe, data_root, out, epochs=None, fine_tune_epochs=None, limit=None, 
     for name in PHASES:
         if name in phases:
             results.update(_phase(out, name, work[name]))
-        elif (out / name / "results.json").exists():  # run earlier: OUT/results.json keeps every phase's figures
-            results.update(runs.read_json(out / name / "results.json"))
+        elif _figures_path(out, name).exists():  # run earlier: OUT/results.json keeps every phase's figures
+            results.update(runs.read_json(_figures_path(out, name)))
         runs.write_json(out / "results.json", results)
     return results
 
