@@ -68,7 +68,7 @@ class Recipe:
 RECIPES = {
     recipe.name: recipe
     for recipe in (
-        Recipe("mobilenet_v2", "mobilenet_v2_0.5"),
+        Recipe("mobilenet_v2", "mobilenet_v2_0.5", epochs=22),
         Recipe("shufflenet_v2", "shufflenet_v2_1.0", epochs=20),
         Recipe("efficientnet_lite0", "efficientnet_lite0", image_size=48, epochs=18, learning_rate=0.08),
     )
