@@ -8,14 +8,19 @@ output's deviation (int8 XNNPACK file vs QAT Keras on 32 held-out images, as
 the test measures it) and, per layer, the deviation of the tensor TFLite's
 reference kernels computed for it (export.layer_trace). `--xnnpack PATTERN`
 also traces the layers whose names match PATTERN under XNNPACK, the kernels
-the file ships with, one converted sub-model per layer. Usage:
+the file ships with, one converted sub-model per layer. `--gains PATTERN`
+explains a layer's deviation by its input's: per output channel, the gain
+(|int8 weight| x weight scale x input scale / output scale, summed over the
+inputs) and the deviation the weights predict from the input's (XNNPACK). Usage:
 
     flock /tmp/tf.lock .venv/bin/python -m benchmarks.int8_trace --model mnasnet_a1 [--top 15]
     flock /tmp/tf.lock .venv/bin/python -m benchmarks.int8_trace --model efficientnet_b0 --xnnpack "project_bn$"
+    flock /tmp/tf.lock .venv/bin/python -m benchmarks.int8_trace --model mnasnet_0.75 --gains "stage7_block1_dwact$|head_act$|logits$"
 
 Not part of CI (minutes per model on two cores).
 """
 import argparse
+import re
 import sys
 
 import numpy as np
@@ -84,6 +89,80 @@ def _figures(figures):
     return ", ".join(f"{k} {v:.4g}" for k, v in figures.items())
 
 
+_WEIGHTED = ("DEPTHWISE_CONV_2D", "CONV_2D", "FULLY_CONNECTED")
+
+
+def _weighted_source(layer):
+    """(the conv or dense wrapper that `layer`'s output comes from, through batch norm and activations; the layer
+    feeding it)."""
+    from export.loading import inner_layer
+
+    def inbound(node_layer):
+        source = node_layer._inbound_nodes[0].inbound_layers
+        if not isinstance(source, keras.layers.Layer):
+            raise ValueError(f"--gains: {inner_layer(node_layer).name} has no single input to trace back through")
+        return source
+
+    while not isinstance(inner_layer(layer), (keras.layers.Conv2D, keras.layers.Dense)):  # depthwise included
+        layer = inbound(layer)
+    return layer, inbound(layer)
+
+
+def _signed_steps(model, layer, x):
+    """(XNNPACK minus QAT Keras for the model up to `layer`, in steps of the file's output scale, per image and
+    element; the file's Runner, still open)."""
+    from export import Runner, convert
+    from export.layer_trace import dequantized_output
+
+    sub_model = keras.Model(model.inputs, layer.output)
+    runner = Runner(convert(sub_model, "int8", io="float", keep_activation=True).tflite)
+    off = runner.run_all(x) - sub_model(x, training=False).numpy()
+    return off.reshape(len(x), -1) / dequantized_output(runner)["quantization"][0], runner
+
+
+def _gain_matrix(runner):
+    """(out, in) gains of the file's last conv / dense op in output steps per input step; a depthwise conv's centre
+    tap only, which is all that sees data on a 1x1 map."""
+    ops = [op for op in runner.ops() if op["name"] in _WEIGHTED]
+    op = ops[-1]
+    scale = {t["index"]: t["quantization"][0] for t in runner.tensors()}
+    weights, weight_scales = runner.constant(op["inputs"][1])
+    ratio = weight_scales * scale[op["inputs"][0]] / scale[op["outputs"][0]]
+    if op["name"] == "DEPTHWISE_CONV_2D":
+        kh, kw = weights.shape[1:3]
+        return op["name"], np.diag(weights[0, kh // 2, kw // 2, :].astype(np.float64) * ratio)
+    return op["name"], weights.reshape(len(weights), -1).astype(np.float64) * ratio[:, None]
+
+
+def channel_gains(model, layer, x, worst=8):
+    """Lines explaining `layer`'s XNNPACK deviation by its input's, through the weights of the op that makes it."""
+    from export.loading import inner_layer
+
+    _, source = _weighted_source(layer)
+    out_off, runner = _signed_steps(model, layer, x)
+    try:
+        kind, gains = _gain_matrix(runner)
+    finally:
+        runner.close()
+    in_off, runner = _signed_steps(model, source, x)
+    runner.close()
+    if gains.shape[1] != in_off.shape[1]:
+        raise ValueError(f"--gains: {inner_layer(layer).name} is not a dense layer or a conv on a 1x1 map "
+                         f"({in_off.shape[1]} input values, {gains.shape[1]} weights per output)")
+    predicted = in_off @ gains.T
+    l1 = np.abs(gains).sum(axis=1)
+    lines = [f"{inner_layer(layer).name} ({kind} from {inner_layer(source).name}): input off mean "
+             f"{np.abs(in_off).mean():.3f} max {np.abs(in_off).max():.2f} steps, output off mean "
+             f"{np.abs(out_off).mean():.3f} max {np.abs(out_off).max():.2f}; gain median {np.median(l1):.2f} "
+             f"p90 {np.percentile(l1, 90):.2f} max {l1.max():.2f}; correlation of predicted and measured "
+             f"{np.corrcoef(predicted.ravel(), out_off.ravel())[0, 1]:.2f}"]
+    for flat in np.argsort(-np.abs(out_off).ravel())[:worst]:
+        image, channel = divmod(int(flat), out_off.shape[1])
+        lines.append(f"  image {image:2d} channel {channel:4d}: measured {out_off[image, channel]:+6.2f} predicted "
+                     f"{predicted[image, channel]:+7.2f} gain {l1[channel]:6.2f}")
+    return lines
+
+
 def main(argv=None):
     from export import Runner, convert
     from export.layer_trace import trace_layers, trace_sub_models
@@ -95,6 +174,8 @@ def main(argv=None):
     parser.add_argument("--unaligned", action="store_true", help="keep TF-MOT's float biases (no align_biases)")
     parser.add_argument("--xnnpack", metavar="PATTERN", help="also trace the layers matching this regular expression "
                         "under XNNPACK (one conversion each)")
+    parser.add_argument("--gains", metavar="PATTERN", help="explain the XNNPACK deviation of the layers matching this "
+                        "regular expression by their inputs' and their weights' gains (two conversions each)")
     args = parser.parse_args(argv)
     split = synthetic_split()
     q = trained_qat(args.model, split, align=not args.unaligned)
@@ -122,6 +203,13 @@ def main(argv=None):
               f"{args.samples} images; steps of the layer's output scale):")
         for row in trace_sub_models(q, x[: args.samples], pattern=args.xnnpack):
             print(" ", row)
+    if args.gains:
+        from export.loading import inner_layer
+
+        print(f"gains of the layers matching {args.gains!r} (XNNPACK, {args.samples} images, signed steps):")
+        for layer in q.layers:
+            if re.search(args.gains, inner_layer(layer).name) and not isinstance(layer.output, (list, tuple)):
+                print("\n".join(channel_gains(q, layer, x[: args.samples])))
     return 0
 
 

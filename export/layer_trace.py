@@ -100,7 +100,7 @@ def _deviation(layer, tensor, off):
                           p99_steps=float(np.percentile(off, 99)), max_steps=float(off.max()))
 
 
-def _dequantized_output(runner):
+def dequantized_output(runner):
     """The int8 tensor that the file's output is dequantized from, or None where the output is computed in float."""
     output = runner.output_details[0]["index"]
     for op in runner.ops():
@@ -126,7 +126,7 @@ def trace_sub_models(model, samples, pattern="", backend="xnnpack"):
         # keep_activation: a sub-model ending at a sigmoid must not have it dropped as a classifier's activation
         runner = Runner(convert(sub_model, "int8", io="float", keep_activation=True).tflite, backend=backend)
         try:
-            output = _dequantized_output(runner)
+            output = dequantized_output(runner)
             if output is not None:
                 off = np.abs(runner.run_all(samples) - sub_model(samples, training=False).numpy())
                 rows.append(_deviation(layer, output, off.ravel() / output["quantization"][0]))
