@@ -103,7 +103,8 @@ def _weighted_source(layer):
             raise ValueError(f"--gains: {inner_layer(node_layer).name} has no single input to trace back through")
         return source
 
-    while not isinstance(inner_layer(layer), (keras.layers.Conv2D, keras.layers.Dense)):  # depthwise included
+    while not isinstance(inner_layer(layer), (keras.layers.Conv2D, keras.layers.DepthwiseConv2D,
+                                              keras.layers.Dense)):
         layer = inbound(layer)
     return layer, inbound(layer)
 
