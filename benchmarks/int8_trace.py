@@ -20,7 +20,6 @@ inputs) and the deviation the weights predict from the input's (XNNPACK). Usage:
 Not part of CI (minutes per model on two cores).
 """
 import argparse
-import re
 import sys
 
 import numpy as np
@@ -112,13 +111,15 @@ def _weighted_source(layer):
 def _signed_steps(model, layer, x):
     """(XNNPACK minus QAT Keras for the model up to `layer`, in steps of the file's output scale, per image and
     element; the file's Runner, still open)."""
-    from export import Runner, convert
-    from export.layer_trace import dequantized_output
+    from export.layer_trace import dequantized_output, sub_model_file
 
-    sub_model = keras.Model(model.inputs, layer.output)
-    runner = Runner(convert(sub_model, "int8", io="float", keep_activation=True).tflite)
+    sub_model, runner = sub_model_file(model, layer)
+    output = dequantized_output(runner)
+    if output is None:
+        runner.close()
+        raise ValueError(f"--gains: the file computes {layer.name}'s output in float; no int8 steps to count")
     off = runner.run_all(x) - sub_model(x, training=False).numpy()
-    return off.reshape(len(x), -1) / dequantized_output(runner)["quantization"][0], runner
+    return off.reshape(len(x), -1) / output["quantization"][0], runner
 
 
 def _gain_matrix(runner):
@@ -166,7 +167,7 @@ def channel_gains(model, layer, x, worst=8):
 
 def main(argv=None):
     from export import Runner, convert
-    from export.layer_trace import trace_layers, trace_sub_models
+    from export.layer_trace import matching_layers, trace_layers, trace_sub_models
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", required=True, help="registry name, e.g. mnasnet_a1")
@@ -205,12 +206,9 @@ def main(argv=None):
         for row in trace_sub_models(q, x[: args.samples], pattern=args.xnnpack):
             print(" ", row)
     if args.gains:
-        from export.loading import inner_layer
-
         print(f"gains of the layers matching {args.gains!r} (XNNPACK, {args.samples} images, signed steps):")
-        for layer in q.layers:
-            if re.search(args.gains, inner_layer(layer).name) and not isinstance(layer.output, (list, tuple)):
-                print("\n".join(channel_gains(q, layer, x[: args.samples])))
+        for layer in matching_layers(q, args.gains):
+            print("\n".join(channel_gains(q, layer, x[: args.samples])))
     return 0
 
 

@@ -109,22 +109,30 @@ def dequantized_output(runner):
     return None
 
 
-def trace_sub_models(model, samples, pattern="", backend="xnnpack"):
-    """[LayerDeviation] in graph order for every layer of the QAT `model` whose name matches `pattern` (a regular
-    expression) and whose output the file quantizes: the model up to that layer converted to int8 on its own,
-    run with `backend` over `samples`, against the layer's Keras output, in steps of the output's scale."""
+def matching_layers(model, pattern):
+    """The single-output layers of `model` whose name (a QAT wrapper's inner layer's) matches `pattern`."""
+    return [layer for layer in _traced_layers(model) if re.search(pattern, _layer_name(layer))]
+
+
+def sub_model_file(model, layer, backend="xnnpack"):
+    """(the Keras model up to `layer`, a Runner of it converted to int8 on its own with float input and output)."""
     from mobilecnn.compat import keras
 
     from .convert import convert
 
+    sub_model = keras.Model(model.inputs, layer.output)
+    # keep_activation: a sub-model ending at a sigmoid must not have it dropped as a classifier's activation
+    return sub_model, Runner(convert(sub_model, "int8", io="float", keep_activation=True).tflite, backend=backend)
+
+
+def trace_sub_models(model, samples, pattern="", backend="xnnpack"):
+    """[LayerDeviation] in graph order for every layer of the QAT `model` whose name matches `pattern` (a regular
+    expression) and whose output the file quantizes: the model up to that layer converted to int8 on its own,
+    run with `backend` over `samples`, against the layer's Keras output, in steps of the output's scale."""
     samples = np.asarray(samples, np.float32)
     rows = []
-    for layer in _traced_layers(model):
-        if not re.search(pattern, _layer_name(layer)):
-            continue
-        sub_model = keras.Model(model.inputs, layer.output)
-        # keep_activation: a sub-model ending at a sigmoid must not have it dropped as a classifier's activation
-        runner = Runner(convert(sub_model, "int8", io="float", keep_activation=True).tflite, backend=backend)
+    for layer in matching_layers(model, pattern):
+        sub_model, runner = sub_model_file(model, layer, backend)
         try:
             output = dequantized_output(runner)
             if output is not None:
