@@ -21,6 +21,7 @@ Not part of CI (minutes per model on two cores).
 """
 import argparse
 import sys
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -136,8 +137,39 @@ def _gain_matrix(runner):
     return op["name"], weights.reshape(len(weights), -1).astype(np.float64) * ratio[:, None]
 
 
-def channel_gains(model, layer, x, worst=8):
-    """Lines explaining `layer`'s XNNPACK deviation by its input's, through the weights of the op that makes it."""
+@dataclass
+class ChannelGains:
+    """A layer's XNNPACK deviation explained by its input's, through the weights of the op that makes it; signed
+    steps of each tensor's own scale, XNNPACK minus QAT Keras."""
+    layer: str
+    source: str
+    kind: str
+    gains: np.ndarray  # (out, in): output steps per input step
+    in_off: np.ndarray  # (images, in)
+    out_off: np.ndarray  # (images, out)
+
+    @property
+    def predicted(self):
+        return self.in_off @ self.gains.T
+
+    def lines(self, worst=8):
+        in_off, out_off, predicted = self.in_off, self.out_off, self.predicted
+        l1 = np.abs(self.gains).sum(axis=1)
+        lines = [f"{self.layer} ({self.kind} from {self.source}): input off mean {np.abs(in_off).mean():.3f} max "
+                 f"{np.abs(in_off).max():.2f} steps, output off mean {np.abs(out_off).mean():.3f} max "
+                 f"{np.abs(out_off).max():.2f}; gain median {np.median(l1):.2f} p90 {np.percentile(l1, 90):.2f} max "
+                 f"{l1.max():.2f}; correlation of predicted and measured "
+                 f"{np.corrcoef(predicted.ravel(), out_off.ravel())[0, 1]:.2f}"]
+        for flat in np.argsort(-np.abs(out_off).ravel())[:worst]:
+            image, channel = divmod(int(flat), out_off.shape[1])
+            lines.append(f"  image {image:2d} channel {channel:4d}: measured {out_off[image, channel]:+6.2f} "
+                         f"predicted {predicted[image, channel]:+7.2f} gain {l1[channel]:6.2f}")
+        return lines
+
+
+def channel_gains(model, layer, x):
+    """ChannelGains of `layer` (a dense layer or a conv on a 1x1 map, or an activation or batch norm after one)
+    over the images `x`: two conversions, the model up to the layer and up to the op's input."""
     from export.loading import inner_layer
 
     _, source = _weighted_source(layer)
@@ -151,18 +183,8 @@ def channel_gains(model, layer, x, worst=8):
     if gains.shape[1] != in_off.shape[1]:
         raise ValueError(f"--gains: {inner_layer(layer).name} is not a dense layer or a conv on a 1x1 map "
                          f"({in_off.shape[1]} input values, {gains.shape[1]} weights per output)")
-    predicted = in_off @ gains.T
-    l1 = np.abs(gains).sum(axis=1)
-    lines = [f"{inner_layer(layer).name} ({kind} from {inner_layer(source).name}): input off mean "
-             f"{np.abs(in_off).mean():.3f} max {np.abs(in_off).max():.2f} steps, output off mean "
-             f"{np.abs(out_off).mean():.3f} max {np.abs(out_off).max():.2f}; gain median {np.median(l1):.2f} "
-             f"p90 {np.percentile(l1, 90):.2f} max {l1.max():.2f}; correlation of predicted and measured "
-             f"{np.corrcoef(predicted.ravel(), out_off.ravel())[0, 1]:.2f}"]
-    for flat in np.argsort(-np.abs(out_off).ravel())[:worst]:
-        image, channel = divmod(int(flat), out_off.shape[1])
-        lines.append(f"  image {image:2d} channel {channel:4d}: measured {out_off[image, channel]:+6.2f} predicted "
-                     f"{predicted[image, channel]:+7.2f} gain {l1[channel]:6.2f}")
-    return lines
+    return ChannelGains(layer=inner_layer(layer).name, source=inner_layer(source).name, kind=kind, gains=gains,
+                        in_off=in_off, out_off=out_off)
 
 
 def main(argv=None):
@@ -208,7 +230,7 @@ def main(argv=None):
     if args.gains:
         print(f"gains of the layers matching {args.gains!r} (XNNPACK, {args.samples} images, signed steps):")
         for layer in matching_layers(q, args.gains):
-            print("\n".join(channel_gains(q, layer, x[: args.samples])))
+            print("\n".join(channel_gains(q, layer, x[: args.samples]).lines()))
     return 0
 
 

@@ -1,7 +1,9 @@
-"""The benchmark scripts (`make bench`, not run in CI) at least compile under the interpreter that runs the tests."""
+"""The benchmark scripts (`make bench`, not run in CI): they compile under the interpreter that runs the tests, and
+their helpers do what they say."""
 import py_compile
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 SCRIPTS = sorted((Path(__file__).resolve().parents[1] / "benchmarks").glob("*.py"))
@@ -79,3 +81,64 @@ def test_throughput_phase_times_every_run_but_their_first_epochs(images, tmp_pat
         results["loop_images_per_second"] / results["plain_fit_images_per_second"])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["float", "results.json", "throughput"]
     assert [p.name for p in (tmp_path / "throughput").iterdir()] == ["results.json"]
+
+
+def _qat_depthwise_head():
+    """QAT conv -> squeeze to 1x1 -> depthwise + BN + relu6 -> pool -> dense, ranges calibrated; (QAT model,
+    images)."""
+    from mobilecnn.compat import keras
+    from pipelines.qat import quantize_model
+
+    keras.utils.set_random_seed(0)
+    layers = keras.layers
+    x_in = keras.Input((8, 8, 3))
+    x = layers.ReLU(6.0, name="c1_act")(layers.Conv2D(16, 3, padding="same", name="c1")(x_in))
+    x = layers.GlobalAveragePooling2D(keepdims=True, name="squeeze")(x)
+    x = layers.ReLU(6.0, name="dw_act")(layers.BatchNormalization(name="dw_bn")(
+        layers.DepthwiseConv2D(3, padding="same", use_bias=False, name="dw")(x)))
+    x = layers.Dense(10, name="logits")(layers.GlobalAveragePooling2D(name="pool")(x))
+    images = np.random.default_rng(0).normal(size=(16, 8, 8, 3)).astype(np.float32)
+    return quantize_model(keras.Model(x_in, x), calibration=images), images
+
+
+def test_channel_gains_follow_the_weights_of_the_op_that_makes_the_layer():
+    from benchmarks.int8_trace import channel_gains
+    from export.layer_trace import matching_layers, trace_sub_models
+
+    qat, images = _qat_depthwise_head()
+    dense, = matching_layers(qat, "^logits$")
+    logits = channel_gains(qat, dense, images)
+    assert (logits.layer, logits.source, logits.kind) == ("logits", "pool", "FULLY_CONNECTED")
+    assert logits.in_off.shape == (16, 16) and logits.out_off.shape == (16, 10)
+    # gain = weight x input scale / output scale, per (output, input), the int8 weight within half a step of Keras's
+    scale = {row.layer: row.scale for row in trace_sub_models(qat, images[:1], pattern="^(pool|logits)$")}
+    kernel = next(w for w in dense.weights if w.name.endswith("logits/kernel:0")).numpy()
+    weights = logits.gains * scale["logits"] / scale["pool"]
+    assert np.all(np.abs(weights - kernel.T) <= np.abs(kernel).max() / 254 * (1 + 1e-3))
+    lines = logits.lines(worst=3)
+    assert len(lines) == 4 and lines[0].startswith("logits (FULLY_CONNECTED from pool): input off mean")
+
+    # through the activation and batch norm to the depthwise conv, not past it (tf_keras's is not a Conv2D)
+    depthwise = channel_gains(qat, *matching_layers(qat, "^dw_act$"), images)
+    assert (depthwise.source, depthwise.kind) == ("squeeze", "DEPTHWISE_CONV_2D")
+    assert np.count_nonzero(depthwise.gains - np.diag(np.diag(depthwise.gains))) == 0  # one input per channel
+    assert np.count_nonzero(np.diag(depthwise.gains)) == 16
+
+    with pytest.raises(ValueError, match="c1_act is not a dense layer or a conv on a 1x1 map"):
+        channel_gains(qat, *matching_layers(qat, "^c1_act$"), images)
+
+
+def test_channel_gains_list_the_worst_values_with_what_the_weights_predict():
+    from benchmarks.int8_trace import ChannelGains
+
+    gains = np.array([[2.0, 0.0], [0.5, -3.0], [0.0, 1.0]])
+    in_off = np.array([[0.0, 0.0], [1.0, -1.0]])
+    out_off = np.array([[0.0, 1.0, 0.0], [2.0, 4.0, -1.0]])
+    explained = ChannelGains(layer="head_act", source="head_in", kind="CONV_2D", gains=gains, in_off=in_off,
+                             out_off=out_off)
+    np.testing.assert_allclose(explained.predicted, [[0, 0, 0], [2.0, 3.5, -1.0]])
+    lines = explained.lines(worst=2)
+    assert lines[0] == ("head_act (CONV_2D from head_in): input off mean 0.500 max 1.00 steps, output off mean 1.333 "
+                        "max 4.00; gain median 2.00 p90 3.20 max 3.50; correlation of predicted and measured 0.97")
+    assert lines[1:] == ["  image  1 channel    1: measured  +4.00 predicted   +3.50 gain   3.50",
+                         "  image  1 channel    0: measured  +2.00 predicted   +2.00 gain   2.00"]
