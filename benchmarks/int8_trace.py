@@ -137,6 +137,14 @@ def _gain_matrix(runner):
     return op["name"], weights.reshape(len(weights), -1).astype(np.float64) * ratio[:, None]
 
 
+def _correlation(a, b):
+    """Pearson correlation as text; "undefined" when either side is constant (e.g. no deviation at all)."""
+    a, b = a.ravel(), b.ravel()
+    if a.std() == 0 or b.std() == 0:
+        return "undefined (constant)"
+    return f"{np.corrcoef(a, b)[0, 1]:.2f}"
+
+
 @dataclass
 class ChannelGains:
     """A layer's XNNPACK deviation explained by its input's, through the weights of the op that makes it; signed
@@ -158,8 +166,7 @@ class ChannelGains:
         lines = [f"{self.layer} ({self.kind} from {self.source}): input off mean {np.abs(in_off).mean():.3f} max "
                  f"{np.abs(in_off).max():.2f} steps, output off mean {np.abs(out_off).mean():.3f} max "
                  f"{np.abs(out_off).max():.2f}; gain median {np.median(l1):.2f} p90 {np.percentile(l1, 90):.2f} max "
-                 f"{l1.max():.2f}; correlation of predicted and measured "
-                 f"{np.corrcoef(predicted.ravel(), out_off.ravel())[0, 1]:.2f}"]
+                 f"{l1.max():.2f}; correlation of predicted and measured {_correlation(predicted, out_off)}"]
         for flat in np.argsort(-np.abs(out_off).ravel())[:worst]:
             image, channel = divmod(int(flat), out_off.shape[1])
             lines.append(f"  image {image:2d} channel {channel:4d}: measured {out_off[image, channel]:+6.2f} "

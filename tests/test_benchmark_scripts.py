@@ -142,3 +142,6 @@ def test_channel_gains_list_the_worst_values_with_what_the_weights_predict():
                         "max 4.00; gain median 2.00 p90 3.20 max 3.50; correlation of predicted and measured 0.97")
     assert lines[1:] == ["  image  1 channel    1: measured  +4.00 predicted   +3.50 gain   3.50",
                          "  image  1 channel    0: measured  +2.00 predicted   +2.00 gain   2.00"]
+    exact = ChannelGains(layer="head_act", source="head_in", kind="CONV_2D", gains=gains, in_off=np.zeros((2, 2)),
+                         out_off=np.zeros((2, 3)))
+    assert exact.lines(worst=0)[0].endswith("correlation of predicted and measured undefined (constant)")

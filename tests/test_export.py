@@ -198,12 +198,14 @@ def test_layer_trace_points_at_the_layer_where_the_file_departs():
     qat, images = _qat_conv_squeeze()
     tflite = export.convert(qat, "int8", io="float").tflite
     faithful = {row.layer: row for row in trace_layers(qat, tflite, images[:4])}
-    assert {"quantize_layer", "c1_act", "squeeze", "reduce_act"} <= set(faithful)
+    # Keras numbers layer names per process: after other tests this one is quantize_layer_N
+    quantize_layer = next(layer.name for layer in qat.layers if layer.name.startswith("quantize_layer"))
+    assert {quantize_layer, "c1_act", "squeeze", "reduce_act"} <= set(faithful)
     assert all(row.max_steps <= 1.0 + 1e-3 for row in faithful.values()), faithful  # one step: kernel rounding
     kernel = next(w for w in qat.get_layer("quant_c1").weights if w.name.endswith("c1/kernel:0"))
     kernel.assign(kernel * 1.5)  # the Keras model now departs from the file at c1
     departed = {row.layer: row for row in trace_layers(qat, tflite, images[:4])}
-    assert departed["quantize_layer"].max_steps < 1e-3
+    assert departed[quantize_layer].max_steps < 1e-3
     assert departed["c1_act"].mean_steps > 5
     runner = export.Runner(tflite, backend="reference")
     with pytest.raises(ValueError, match="keep_tensors=True"):
