@@ -14,9 +14,10 @@ from benchmarks.int8_trace import SIZE, output_deviation, small_model, synthetic
 
 TRAIN_EPOCHS = 8
 # Per block, with the biases aligned (export.align_biases), XNNPACK computes what the QAT Keras model computes
-# except, on AVX-512 CPUs, at one element where its kernels depart from exact integer arithmetic (see the per-block
-# test): at most this many elements more than half an output step off, none by more than STRAY_STEPS.
-STRAY_ELEMENTS = 1
+# except, on AVX-512 CPUs, at one value that one of the two rounds the other way (see the per-block test); a 1x1
+# conv after it spreads that value over the channels of one pixel: at most this many pixels (image, row, column)
+# with outputs more than half an output step off, none by more than STRAY_STEPS.
+STRAY_PIXELS = 1
 STRAY_STEPS = 1.5
 PARITY_STEPS = 4  # int8 output steps allowed between the int8 file and the QAT Keras model
 # One model per family for the whole-model int8-TFLite parity check, under -m slow. Each is trained first (512
@@ -153,14 +154,19 @@ BLOCK_KINDS = ["inverted_residual_hswish_se", "inverted_residual_relu6_stride2",
 def test_qat_int8_tflite_equals_qat_keras_per_block(kind):
     """Every block of the zoo converts faithfully: with the ranges QAT starts from (calibrated on data) and the
     biases on the file's int32 grid (export.align_biases), XNNPACK computes the QAT Keras block's outputs to the bit,
-    but for at most one element (STRAY_ELEMENTS) one step off (STRAY_STEPS, in steps of the block's output range).
+    but at most one pixel (STRAY_PIXELS) one step off (STRAY_STEPS, in steps of the block's output range).
 
     Measured (4 images, seed 0, TF's Eigen kernels: tests/conftest.py turns oneDNN off): on the Zen 1 VM, 0 elements
     off in every block; on the 2026-11-30 Xeon (AVX-512 VNNI, AMX), 0 in seven blocks and one in two: in
     inverted_residual_hswish_se XNNPACK's 1x1 project conv gives -20 where exact integer arithmetic on the same int8
     inputs, weights and int32 bias gives -19.31 (TFLite's builtin kernel and Keras: -19), and in shufflenet_v1 its add
-    + relu is one step off at one element. Before the biases were aligned (ad-hoc count on the Xeon): 11-1,065
-    elements off per block (mean 0.002-0.10 steps, max 1.06-4.00; TF-MOT keeps biases float; the file rounds them).
+    + relu is one step off at one element. On the 2026-12-02 AMD EPYC Zen 4 (AVX-512 VNNI): 0 in seven blocks, one
+    in shufflenet_v1 again, and in inverted_residual_hswish_se three, the 3 of 24 channels of one pixel (image 3, row
+    8, column 7) that its project conv moves from one depthwise value. There exact integer arithmetic on the Keras
+    model's int8 inputs (XNNPACK's too: its sub-model up to them matches Keras) gives 34.499989 steps, XNNPACK 34, the
+    QAT Keras model's float32 35: a near-tie that Keras rounds up. Before the biases were aligned (ad-hoc count on the
+    Xeon): 11-1,065 elements off per block (mean 0.002-0.10 steps, max 1.06-4.00; TF-MOT keeps biases float; the file
+    rounds them); on the Zen 4, 11-1,104 elements at 10-262 pixels.
     Earlier fixes this guards:
     the ShuffleNet V2 stride-1 unit (mean 0.024, max 1.03 steps until the concats of a stage held one range,
     mobilecnn.quantization.range_sharing_concats: the file requantized the channel-split half, and XNNPACK's
@@ -180,10 +186,13 @@ def test_qat_int8_tflite_equals_qat_keras_per_block(kind):
     got = Runner(tflite).run_all(x[:4])
     step = (expected.max() - expected.min()) / 255
     off = np.abs(got - expected) / step
-    stray = int((off > 0.5).sum())
-    print(f"{kind}: {stray} of {off.size} off, mean {off.mean():.4f}, max {off.max():.2f} steps")
-    assert stray <= STRAY_ELEMENTS and off.max() <= STRAY_STEPS, (
-        f"{kind}: {stray} of {off.size} outputs more than half an int8 step off, up to {off.max():.2f} steps")
+    stray = np.argwhere(off > 0.5)
+    pixels = {tuple(index[:3]) for index in stray}
+    print(f"{kind}: {len(stray)} of {off.size} off at {len(pixels)} pixels, mean {off.mean():.4f}, "
+          f"max {off.max():.2f} steps")
+    assert len(pixels) <= STRAY_PIXELS and off.max() <= STRAY_STEPS, (
+        f"{kind}: {len(stray)} of {off.size} outputs at {len(pixels)} pixels more than half an int8 step off, up to "
+        f"{off.max():.2f} steps")
 
 
 def test_shufflenet_v2_stages_hold_one_range_through_training_saving_and_int8(tmp_path):
