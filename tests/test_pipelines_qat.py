@@ -159,8 +159,9 @@ def test_qat_int8_tflite_equals_qat_keras_per_block(kind):
     Measured (4 images, seed 0, TF's Eigen kernels: tests/conftest.py turns oneDNN off): on the Zen 1 VM, 0 elements
     off in every block; on the 2026-11-30 Xeon (AVX-512 VNNI, AMX), 0 in seven blocks and one in two: in
     inverted_residual_hswish_se XNNPACK's 1x1 project conv gives -20 where exact integer arithmetic on the same int8
-    inputs, weights and int32 bias gives -19.31 (TFLite's builtin kernel and Keras: -19), and in shufflenet_v1 its add
-    + relu is one step off at one element. On the 2026-12-02 AMD EPYC Zen 4 (AVX-512 VNNI): 0 in seven blocks, one
+    inputs, weights and int32 bias gives -19.31 (TFLite's builtin kernel and Keras: -19; traced on the reference
+    kernels' input, which is not XNNPACK's, so possibly the near-tie below), and in shufflenet_v1 its add + relu is
+    one step off at one element. On the 2026-12-02 AMD EPYC Zen 4 (AVX-512 VNNI): 0 in seven blocks, one
     in shufflenet_v1 again, and in inverted_residual_hswish_se three, the 3 of 24 channels of one pixel (image 3, row
     8, column 7) that its project conv moves from one depthwise value. There exact integer arithmetic on the Keras
     model's int8 inputs (XNNPACK's too: its sub-model up to them matches Keras) gives 34.499989 steps, XNNPACK 34, the
