@@ -145,3 +145,60 @@ def test_channel_gains_list_the_worst_values_with_what_the_weights_predict():
     exact = ChannelGains(layer="head_act", source="head_in", kind="CONV_2D", gains=gains, in_off=np.zeros((2, 2)),
                          out_off=np.zeros((2, 3)))
     assert exact.lines(worst=0)[0].endswith("correlation of predicted and measured undefined (constant)")
+
+
+def test_strays_count_outputs_over_half_a_step_and_the_pixels_they_sit_at():
+    from benchmarks.int8_blocks import strays
+
+    expected = np.zeros((2, 3, 3, 4))
+    expected[0, 0, 0, 0] = 255.0  # range 255: one step is 1
+    got = expected.copy()
+    got[1, 2, 1, :3] += [0.6, -1.2, 0.5]  # two off at one pixel (half a step is not off)
+    got[0, 1, 2, 3] += 2.0
+    found = strays(expected, got)
+    assert (found.elements, found.size, found.pixels) == (3, 72, [(0, 1, 2), (1, 2, 1)])
+    assert found.max_steps == pytest.approx(2.0) and found.mean_steps == pytest.approx(4.3 / 72)
+    assert str(found) == "3 of 72 off at 2 pixels, mean 0.0597, max 2.00 steps"
+
+
+def test_rounding_computes_the_files_integer_arithmetic_on_the_keras_input():
+    from benchmarks.int8_blocks import rounding
+    from export import align_biases
+    from export.layer_trace import matching_layers
+
+    qat, images = _qat_depthwise_head()
+    rng = np.random.default_rng(1)
+    for weight in qat.weights:  # the int32 biases then count (they start at zero)
+        if weight.name.endswith(("/bias:0", "/beta:0", "/moving_mean:0")):
+            weight.assign(rng.normal(0, 0.5, weight.shape))
+    align_biases(qat)  # on the file's int32 grid, as the parity checks have them
+    for name, kind, shape in [("c1_act", "CONV_2D", (16, 8, 8, 16)), ("dw_act", "DEPTHWISE_CONV_2D", (16, 1, 1, 16)),
+                              ("logits", "FULLY_CONNECTED", (16, 10))]:
+        found = rounding(qat, *matching_layers(qat, f"^{name}$"), images)
+        assert (found.layer, found.kind) == (name, kind)
+        assert found.exact.shape == found.xnnpack.shape == found.keras.shape == shape
+        # Rounded and clamped to int8, the exact result is the Keras model's but at near-ties, which float32 sums
+        # may put on either side.
+        rounded = np.clip(np.round(found.exact), -128, 127)
+        near_tie = np.abs(np.abs(found.exact - np.floor(found.exact)) - 0.5) < 1e-3
+        assert np.array_equal(rounded[~near_tie], found.keras[~near_tie]), name
+        inside = (found.exact > -128.5) & (found.exact < 127.5)
+        assert np.all(np.abs(found.exact - found.keras)[inside] <= 0.5 + 1e-3), name
+        assert np.ptp(found.keras) > 0
+    with pytest.raises(ValueError, match="pool's int8 output is not made by a conv or dense op"):
+        rounding(qat, *matching_layers(qat, "^pool$"), images)
+
+
+def test_rounding_lists_the_values_xnnpack_and_keras_round_apart():
+    from benchmarks.int8_blocks import Rounding
+
+    keras_out = np.array([[[[34.0, -3.0]]], [[[7.0, 0.0]]]])
+    xnnpack = keras_out.copy()
+    xnnpack[1, 0, 0, 0] = 6.0
+    exact = keras_out.copy()
+    exact[1, 0, 0, 0] = 6.4999891
+    found = Rounding(layer="b_dw_bn", kind="DEPTHWISE_CONV_2D", exact=exact, xnnpack=xnnpack, keras=keras_out,
+                     input_splits=0, input_size=18)
+    assert found.lines() == [
+        "b_dw_bn (DEPTHWISE_CONV_2D): 1 of 4 int8 values differ (XNNPACK vs QAT Keras); its input differs at 0 of 18",
+        "  at (1, 0, 0, 0): exact 6.499989, XNNPACK 6, QAT Keras 7"]

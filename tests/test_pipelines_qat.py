@@ -10,6 +10,7 @@ from mobilecnn.layers import GateMultiply
 from export import calibrate_batchnorm
 from pipelines import qat
 from zoo_helpers import split_by_graph, tiny_model
+from benchmarks.int8_blocks import BLOCK_KINDS, COMPARED_IMAGES, quantized_block, strays
 from benchmarks.int8_trace import SIZE, output_deviation, small_model, synthetic_split, trained_qat
 
 TRAIN_EPOCHS = 8
@@ -114,42 +115,6 @@ def _int8_parity(name, learnable):
     np.testing.assert_allclose(got, expected, atol=PARITY_STEPS * step)
 
 
-def _block_model(kind):
-    """stem conv -> one zoo block, on 16 px; the output is the block's output tensor."""
-    from mobilecnn import blocks
-    from mobilecnn.blocks import BuildConfig
-
-    keras.backend.clear_session()
-    keras.utils.set_random_seed(0)  # the int8 rounding differences depend on the weights; keep them the same
-    cfg = BuildConfig()
-    x_in = keras.Input((16, 16, 3), name="input")
-    x = blocks.conv_bn_act(x_in, 24, 3, cfg=cfg, name="stem", act="relu6")
-    build = {
-        "inverted_residual_hswish_se": lambda x: blocks.inverted_residual(
-            x, 24, expanded=72, se_reduced=16, act="hard_swish", se_gate="hard_sigmoid", cfg=cfg, name="b"),
-        "inverted_residual_relu6_stride2": lambda x: blocks.inverted_residual(
-            x, 32, expanded=96, strides=2, cfg=cfg, name="b"),
-        "fused_mbconv_swish_se": lambda x: blocks.fused_mbconv(
-            x, 24, expanded=48, se_reduced=8, act="swish", cfg=cfg, name="b"),
-        "depthwise_separable": lambda x: blocks.depthwise_separable(x, 32, strides=2, cfg=cfg, name="b"),
-        "fire": lambda x: blocks.fire(x, 8, 16, 16, cfg=cfg, name="b"),
-        "max_pool_ceil": lambda x: blocks.max_pool(x, 3, 2, cfg=cfg, name="b", ceil_mode=True),
-        "shufflenet_v1_stride2": lambda x: blocks.shufflenet_v1_unit(
-            x, 48, groups=3, strides=2, first_group=False, cfg=cfg, name="b"),
-        "shufflenet_v1": lambda x: blocks.shufflenet_v1_unit(
-            x, 24, groups=3, strides=1, first_group=False, cfg=cfg, name="b"),
-        # As in the zoo, a stride-1 unit follows a stride-2 unit, whose concat's range it holds.
-        "shufflenet_v2_stage": lambda x: blocks.shufflenet_v2_unit(
-            blocks.shufflenet_v2_unit(x, 48, strides=2, cfg=cfg, name="a"), 48, strides=1, cfg=cfg, name="b"),
-    }[kind]
-    return keras.Model(x_in, build(x), name=kind)
-
-
-BLOCK_KINDS = ["inverted_residual_hswish_se", "inverted_residual_relu6_stride2", "fused_mbconv_swish_se",
-               "depthwise_separable", "fire", "max_pool_ceil", "shufflenet_v1_stride2", "shufflenet_v1",
-               "shufflenet_v2_stage"]
-
-
 @pytest.mark.parametrize("kind", BLOCK_KINDS)
 def test_qat_int8_tflite_equals_qat_keras_per_block(kind):
     """Every block of the zoo converts faithfully: with the ranges QAT starts from (calibrated on data) and the
@@ -167,7 +132,8 @@ def test_qat_int8_tflite_equals_qat_keras_per_block(kind):
     model's int8 inputs (XNNPACK's too: its sub-model up to them matches Keras) gives 34.499989 steps, XNNPACK 34, the
     QAT Keras model's float32 35: a near-tie that Keras rounds up. Before the biases were aligned (ad-hoc count on the
     Xeon): 11-1,065 elements off per block (mean 0.002-0.10 steps, max 1.06-4.00; TF-MOT keeps biases float; the file
-    rounds them); on the Zen 4, 11-1,104 elements at 10-262 pixels.
+    rounds them); on the Zen 4 and the 2026-12-02 Zen 3 (AVX2), 11-1,104 elements at 10-262 pixels
+    (`python -m benchmarks.int8_blocks --unaligned` counts them; `--rounding` traces a layer's splits).
     Earlier fixes this guards:
     the ShuffleNet V2 stride-1 unit (mean 0.024, max 1.03 steps until the concats of a stage held one range,
     mobilecnn.quantization.range_sharing_concats: the file requantized the channel-split half, and XNNPACK's
@@ -175,25 +141,15 @@ def test_qat_int8_tflite_equals_qat_keras_per_block(kind):
     0.19 until sigmoids got the int8 LOGISTIC's grid and swish became a sigmoid gate), the ShuffleNet V1 stride-2
     unit (7.5 steps until its average-pool conv lost a range only QAT applied; concat_fed_convs). A conversion that
     loses a range or leaves a float island is off by tens of steps (an uncalibrated QAT model: 40-160)."""
-    from export import Runner, align_biases, convert
+    from export import Runner
 
-    model = _block_model(kind)
-    x = np.random.default_rng(0).normal(size=(32, 16, 16, 3)).astype(np.float32)
-    calibrate_batchnorm(model, x)
-    q = qat.quantize_model(model, calibration=x)
-    tflite = convert(q, "int8", io="float").tflite
-    align_biases(q, tflite)
-    expected = q(x[:4], training=False).numpy()
-    got = Runner(tflite).run_all(x[:4])
-    step = (expected.max() - expected.min()) / 255
-    off = np.abs(got - expected) / step
-    stray = np.argwhere(off > 0.5)
-    pixels = {tuple(index[:3]) for index in stray}
-    print(f"{kind}: {len(stray)} of {off.size} off at {len(pixels)} pixels, mean {off.mean():.4f}, "
-          f"max {off.max():.2f} steps")
-    assert len(pixels) <= STRAY_PIXELS and off.max() <= STRAY_STEPS, (
-        f"{kind}: {len(stray)} of {off.size} outputs at {len(pixels)} pixels more than half an int8 step off, up to "
-        f"{off.max():.2f} steps")
+    q, tflite, x = quantized_block(kind)
+    x = x[:COMPARED_IMAGES]
+    found = strays(q(x, training=False).numpy(), Runner(tflite).run_all(x))
+    print(f"{kind}: {found}")
+    assert len(found.pixels) <= STRAY_PIXELS and found.max_steps <= STRAY_STEPS, (
+        f"{kind}: {found.elements} of {found.size} outputs at {len(found.pixels)} pixels more than half an int8 "
+        f"step off, up to {found.max_steps:.2f} steps")
 
 
 def test_shufflenet_v2_stages_hold_one_range_through_training_saving_and_int8(tmp_path):
