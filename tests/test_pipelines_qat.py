@@ -130,7 +130,8 @@ def test_qat_int8_tflite_equals_qat_keras_per_block(kind):
     in shufflenet_v1 again, and in inverted_residual_hswish_se three, the 3 of 24 channels of one pixel (image 3, row
     8, column 7) that its project conv moves from one depthwise value. There exact integer arithmetic on the Keras
     model's int8 inputs (XNNPACK's too: its sub-model up to them matches Keras) gives 34.499989 steps, XNNPACK 34, the
-    QAT Keras model's float32 35: a near-tie that Keras rounds up. Before the biases were aligned (ad-hoc count on the
+    QAT Keras model's float32 35: a near-tie that Keras rounds up. On the 2026-12-02 AMD EPYC Zen 3 (AVX2): 0 in all
+    nine (`python -m benchmarks.int8_blocks` prints these figures). Before the biases were aligned (ad-hoc count on the
     Xeon): 11-1,065 elements off per block (mean 0.002-0.10 steps, max 1.06-4.00; TF-MOT keeps biases float; the file
     rounds them); on the Zen 4 and the 2026-12-02 Zen 3 (AVX2), 11-1,104 elements at 10-262 pixels
     (`python -m benchmarks.int8_blocks --unaligned` counts them; `--rounding` traces a layer's splits).
