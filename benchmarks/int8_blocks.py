@@ -14,7 +14,7 @@ rounding, and counts the input values where XNNPACK's and Keras's inputs
 already differ. A value near .5 there is a near-tie the two round apart. Usage:
 
     flock /tmp/tf.lock .venv/bin/python -m benchmarks.int8_blocks
-    flock /tmp/tf.lock .venv/bin/python -m benchmarks.int8_blocks --block inverted_residual_hswish_se --rounding "b_dw_bn$"
+    flock /tmp/tf.lock .venv/bin/python -m benchmarks.int8_blocks --block inverted_residual_hswish_se --rounding "b_dwbn$"
     flock /tmp/tf.lock .venv/bin/python -m benchmarks.int8_blocks --unaligned
 
 Not part of CI; seconds per block on two cores.

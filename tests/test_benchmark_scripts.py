@@ -197,8 +197,8 @@ def test_rounding_lists_the_values_xnnpack_and_keras_round_apart():
     xnnpack[1, 0, 0, 0] = 6.0
     exact = keras_out.copy()
     exact[1, 0, 0, 0] = 6.4999891
-    found = Rounding(layer="b_dw_bn", kind="DEPTHWISE_CONV_2D", exact=exact, xnnpack=xnnpack, keras=keras_out,
+    found = Rounding(layer="b_dwbn", kind="DEPTHWISE_CONV_2D", exact=exact, xnnpack=xnnpack, keras=keras_out,
                      input_splits=0, input_size=18)
     assert found.lines() == [
-        "b_dw_bn (DEPTHWISE_CONV_2D): 1 of 4 int8 values differ (XNNPACK vs QAT Keras); its input differs at 0 of 18",
+        "b_dwbn (DEPTHWISE_CONV_2D): 1 of 4 int8 values differ (XNNPACK vs QAT Keras); its input differs at 0 of 18",
         "  at (1, 0, 0, 0): exact 6.499989, XNNPACK 6, QAT Keras 7"]
