@@ -95,8 +95,9 @@ class Strays:
 
 def strays(expected, got):
     """Strays of `got` (the file's outputs, (images, rows, columns, channels)) against `expected`."""
-    step = (expected.max() - expected.min()) / 255
-    off = np.abs(got - expected) / step
+    from benchmarks.int8_trace import output_step
+
+    off = np.abs(got - expected) / output_step(expected)
     stray = np.argwhere(off > 0.5)
     pixels = sorted({tuple(int(i) for i in index[:3]) for index in stray})
     return Strays(elements=len(stray), size=off.size, pixels=pixels, mean_steps=float(off.mean()),
@@ -152,16 +153,16 @@ def _accumulators(conv, q_in, weights):
 def rounding(model, layer, x):
     """Rounding of `layer` (a conv, depthwise conv or dense layer, or the batch norm folded into one) of the QAT
     `model` over the images `x`: the model up to the layer and up to its op's input converted on their own."""
-    from benchmarks.int8_trace import _WEIGHTED, _signed_steps, _weighted_source
+    from benchmarks.int8_trace import last_weighted_op, signed_steps, weighted_source
     from export.layer_trace import dequantized_output, sub_model_file
     from export.loading import inner_layer
 
-    conv, source = _weighted_source(layer)
+    conv, source = weighted_source(layer)
     name = inner_layer(layer).name
     sub_model, runner = sub_model_file(model, layer)
     try:
         output = dequantized_output(runner)
-        op = [op for op in runner.ops() if op["name"] in _WEIGHTED][-1]
+        op = last_weighted_op(runner)
         if output is None or op["outputs"][0] != output["index"]:
             raise ValueError(f"--rounding: {name}'s int8 output is not made by a conv or dense op of the file "
                              "(an activation op follows it, or it is computed in float)")
@@ -177,7 +178,7 @@ def rounding(model, layer, x):
     q_in = np.round(keras_in / in_scale)  # the Keras input is on the file's input grid: this is int8 less its zero
     exact = (_accumulators(inner_layer(conv), q_in, weights) + bias) * (in_scale * weight_scales / out_scale)
     keras_out = np.round(sub_model(x, training=False).numpy() / out_scale) + out_zero
-    in_off, runner = _signed_steps(model, source, x)
+    in_off, runner = signed_steps(model, source, x)
     runner.close()
     return Rounding(layer=name, kind=kind, exact=exact + out_zero, xnnpack=xnnpack, keras=keras_out,
                     input_splits=int(np.count_nonzero(np.abs(in_off) > 0.5)), input_size=in_off.size)

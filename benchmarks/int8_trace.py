@@ -76,9 +76,14 @@ def trained_qat(name, split, epochs=8, align=True):
     return q
 
 
+def output_step(expected):
+    """One int8 step of the expected outputs' range: the unit the parity tests count deviations in."""
+    return (expected.max() - expected.min()) / 255
+
+
 def output_deviation(expected, got):
     """The figures the parity test bounds: deviation in int8 steps of the output range, relative L2, same class."""
-    step = (expected.max() - expected.min()) / 255
+    step = output_step(expected)
     off = np.abs(got - expected) / step
     return {"step": float(step), "mean_steps": float(off.mean()), "max_steps": float(off.max()),
             "rel_l2": float(np.linalg.norm(got - expected) / np.linalg.norm(expected)),
@@ -89,10 +94,10 @@ def _figures(figures):
     return ", ".join(f"{k} {v:.4g}" for k, v in figures.items())
 
 
-_WEIGHTED = ("DEPTHWISE_CONV_2D", "CONV_2D", "FULLY_CONNECTED")
+WEIGHTED_OPS = ("DEPTHWISE_CONV_2D", "CONV_2D", "FULLY_CONNECTED")
 
 
-def _weighted_source(layer):
+def weighted_source(layer):
     """(the conv or dense wrapper that `layer`'s output comes from, through batch norm and activations; the layer
     feeding it)."""
     from export.loading import inner_layer
@@ -109,7 +114,7 @@ def _weighted_source(layer):
     return layer, inbound(layer)
 
 
-def _signed_steps(model, layer, x):
+def signed_steps(model, layer, x):
     """(XNNPACK minus QAT Keras for the model up to `layer`, in steps of the file's output scale, per image and
     element; the file's Runner, still open)."""
     from export.layer_trace import dequantized_output, sub_model_file
@@ -123,11 +128,15 @@ def _signed_steps(model, layer, x):
     return off.reshape(len(x), -1) / output["quantization"][0], runner
 
 
+def last_weighted_op(runner):
+    """The file's last conv, depthwise conv or dense op (the one that makes a sub-model's output)."""
+    return [op for op in runner.ops() if op["name"] in WEIGHTED_OPS][-1]
+
+
 def _gain_matrix(runner):
     """(out, in) gains of the file's last conv / dense op in output steps per input step; a depthwise conv's centre
     tap only, which is all that sees data on a 1x1 map."""
-    ops = [op for op in runner.ops() if op["name"] in _WEIGHTED]
-    op = ops[-1]
+    op = last_weighted_op(runner)
     scale = {t["index"]: t["quantization"][0] for t in runner.tensors()}
     weights, weight_scales = runner.constant(op["inputs"][1])
     ratio = weight_scales * scale[op["inputs"][0]] / scale[op["outputs"][0]]
@@ -179,13 +188,13 @@ def channel_gains(model, layer, x):
     over the images `x`: two conversions, the model up to the layer and up to the op's input."""
     from export.loading import inner_layer
 
-    _, source = _weighted_source(layer)
-    out_off, runner = _signed_steps(model, layer, x)
+    _, source = weighted_source(layer)
+    out_off, runner = signed_steps(model, layer, x)
     try:
         kind, gains = _gain_matrix(runner)
     finally:
         runner.close()
-    in_off, runner = _signed_steps(model, source, x)
+    in_off, runner = signed_steps(model, source, x)
     runner.close()
     if gains.shape[1] != in_off.shape[1]:
         raise ValueError(f"--gains: {inner_layer(layer).name} is not a dense layer or a conv on a 1x1 map "
