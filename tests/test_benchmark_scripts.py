@@ -69,7 +69,7 @@ def test_throughput_phase_times_every_run_but_their_first_epochs(images, tmp_pat
 
     (tmp_path / "float").mkdir()
     runs.write_json(tmp_path / "float" / "results.json", {"float_top1": 0.8})
-    recipe = Recipe("tiny", "mobilenet_v2_0.35", image_size=32, batch_size=16, warmup_epochs=0)
+    recipe = Recipe("tiny", "mobilenet_v1_0.25", image_size=32, batch_size=16, warmup_epochs=0)
     results = run(recipe, images, tmp_path, phases=["throughput"])
     assert runs.read_json(tmp_path / "results.json") == results
     assert results["float_top1"] == 0.8

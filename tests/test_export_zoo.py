@@ -78,29 +78,29 @@ def test_cli_registry_name_and_weights_file(tmp_path):
 
     from export.commands import export_command
 
-    out = tmp_path / "mnv2.tflite"
-    args = ["mobilenet_v2_0.35", "-o", str(out), "--int8", "--io", "int8", "--input-size", "64", "--classes", "10"]
+    out = tmp_path / "mnv1.tflite"
+    args = ["mobilenet_v1_0.25", "-o", str(out), "--int8", "--io", "int8", "--input-size", "64", "--classes", "10"]
     result = CliRunner().invoke(export_command, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output
-    manifest = json.loads((tmp_path / "mnv2.manifest.json").read_text())
-    assert manifest["source"] == {"kind": "registry", "name": "mobilenet_v2_0.35"}
+    manifest = json.loads((tmp_path / "mnv1.manifest.json").read_text())
+    assert manifest["source"] == {"kind": "registry", "name": "mobilenet_v1_0.25"}
     assert manifest["model"]["random_init"] and manifest["calibration"].startswith("synthetic:")
     assert manifest["verification"]["parity"]["table"] == "perturbation"
     assert any("BatchNorm" in note for note in manifest["notes"])
     meta = export.read_metadata(str(out))
-    assert meta["normalization"]["source"] == "model card mobilenet_v2_0.35 (torch)"
+    assert meta["normalization"]["source"] == "model card mobilenet_v1_0.25 (torch)"
     assert meta["input"]["dtype"] == "int8" and meta["input"]["quantization"]["scale"] > 0
     assert "synthetic" in result.output
 
-    weights = tmp_path / "mnv2.weights.h5"
-    build("mobilenet_v2_0.35", 64).save_weights(str(weights))
+    weights = tmp_path / "mnv1.weights.h5"
+    build("mobilenet_v1_0.25", 64).save_weights(str(weights))
     out2 = tmp_path / "from_weights.tflite"
-    args = [str(weights), "--model", "mobilenet_v2_0.35", "-o", str(out2), "--input-size", "64", "--classes", "10"]
+    args = [str(weights), "--model", "mobilenet_v1_0.25", "-o", str(out2), "--input-size", "64", "--classes", "10"]
     result = CliRunner().invoke(export_command, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output
     manifest = json.loads((tmp_path / "from_weights.manifest.json").read_text())
     assert manifest["source"]["kind"] == "weights" and manifest["verification"]["parity"]["rel_error"] < 1e-4
-    bad = CliRunner().invoke(export_command, [str(weights), "--model", "mobilenet_v2_0.35", "-o",
+    bad = CliRunner().invoke(export_command, [str(weights), "--model", "mobilenet_v1_0.25", "-o",
                                               str(tmp_path / "x.tflite")])  # default 224 px, 1000 classes: mismatch
-    assert bad.exit_code != 0 and bad.output.startswith(f"Error: {weights}: cannot load weights into mobilenet_v2_0.35")
+    assert bad.exit_code != 0 and bad.output.startswith(f"Error: {weights}: cannot load weights into mobilenet_v1_0.25")
     assert not (tmp_path / "x.tflite").exists()

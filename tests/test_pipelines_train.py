@@ -147,13 +147,13 @@ def _cli(args):
 
 def test_train_command_writes_a_run_folder_and_guards_it(images, tmp_path):
     out = tmp_path / "run"
-    base = ["mobilenet_v2_0.35", "--data", str(images), "--image-size", "32", "--epochs", "1", "--batch-size", "40",
+    base = ["mobilenet_v1_0.25", "--data", str(images), "--image-size", "32", "--epochs", "1", "--batch-size", "40",
             "--quiet"]
     args = [*base, "--out", str(out)]
     result = _cli(args)
     assert result.exit_code == 0, result.output
     config = json.loads((out / "config.json").read_text())
-    assert config["model"] == "mobilenet_v2_0.35" and config["normalization"] is None
+    assert config["model"] == "mobilenet_v1_0.25" and config["normalization"] is None
     results = json.loads((out / "results.json").read_text())
     assert 0 <= results["val_accuracy"] <= 1 and results["epochs"] == 1
     reloaded = keras.models.load_model(out / "model.keras", compile=False, safe_mode=True)
@@ -163,7 +163,7 @@ def test_train_command_writes_a_run_folder_and_guards_it(images, tmp_path):
     assert again.exit_code == 1 and "not empty" in again.output
     changed = _cli([*base, "--lr", "0.5", "--resume", "--out", str(out)])
     assert changed.exit_code == 1 and "different settings (lr: run has 0.05, given 0.5)" in changed.output
-    finished = _cli(["mobilenet_v2_0.35", "--data", str(images), "--resume", "--out", str(out), "--quiet"])
+    finished = _cli(["mobilenet_v1_0.25", "--data", str(images), "--resume", "--out", str(out), "--quiet"])
     assert finished.exit_code == 0, finished.output
 
 

@@ -5,6 +5,7 @@ import numpy as np
 
 from mobilecnn import blocks
 from mobilecnn.compat import keras, tf
+from mobilecnn.quantization import producers
 from mobilecnn.registry import create_model, get_card
 
 SMALL = 64
@@ -18,7 +19,8 @@ def graph_key(name):
 
     Width variants (mobilenet_v2_0.35 ... _1.4, shufflenet_v1_g3_0.5 ... _2.0) differ only in channel counts, the
     EfficientNet compound scalings in channel counts, block repeats and resolution, and ShuffleNet V1 with 2-8
-    groups in the grouped convs' group count, not in layer kinds.
+    groups in the grouped convs' group count, not in layer kinds. (Extra repeats can still add wiring: in
+    EfficientNet-B1 a depthwise conv takes a batch norm's output directly; see `wiring_motifs`.)
     """
     card = get_card(name)
     builder = COMPOUND_SCALING.sub(r"\1", card.constructor)
@@ -36,6 +38,44 @@ def split_by_graph(names):
         (rest if key in seen else first).append(name)
         seen.add(key)
     return first, rest
+
+
+# Registry models whose wiring motifs together cover those of one model per graph (split_by_graph): chosen greedily
+# by new motifs per layer (QAT and a .keras reload take ~0.1 s per layer on two cores), then rid of the models the
+# others cover. test_zoo_registry.py::test_motif_sample_covers_every_graph checks the cover under -m slow.
+MOTIF_SAMPLE = [
+    "efficientnet_lite0", "efficientnet_v2_b0", "mnasnet_small", "mobilenet_v2_0.35", "mobilenet_v3_large_0.75",
+    "mobilenet_v3_small_minimalistic", "shufflenet_v1_g1_1.0", "shufflenet_v1_g2_1.0", "shufflenet_v2_0.5",
+    "squeezenet_1.0",
+]
+
+
+def layer_kind(layer):
+    """A layer's class and what else decides how TF-MOT quantizes it: groups, bias, ReLU cap, activation."""
+    config = layer.get_config()
+    kind = type(layer).__name__
+    if config.get("groups", 1) > 1:
+        kind += "/grouped"
+    if config.get("use_bias") is False:
+        kind += "/no_bias"
+    if isinstance(layer, keras.layers.ReLU):
+        kind += f"/max={config['max_value']}"
+    if isinstance(layer, keras.layers.Activation):
+        kind += f"/{config['activation']}"
+    return kind
+
+
+def wiring_motifs(model):
+    """The model's local wiring: each layer's kind with the sorted kinds of its inputs, and every chain of three
+    connected layers' kinds. TF-MOT's layout transforms and quantize configs match patterns of this reach
+    (conv-BN-activation, add-ReLU, a concat's inputs)."""
+    feeds = producers(model)
+    kinds = {layer.name: layer_kind(layer) for layer in model.layers}
+    motifs = set()
+    for name, inputs in feeds.items():
+        motifs.add((kinds[name], tuple(sorted(kinds[i] for i in inputs))))
+        motifs.update((kinds[first], kinds[middle], kinds[name]) for middle in inputs for first in feeds[middle])
+    return motifs
 
 
 def small_model(name, size=SMALL, classes=10):

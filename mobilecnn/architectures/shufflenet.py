@@ -44,10 +44,11 @@ def v1_features(x, groups, scale, cfg):
     return x
 
 
-def v2_features(x, scale, cfg):
+def v2_features(x, scale, cfg, repeats=REPEATS):
+    """Stem, the stages' units (`repeats` per stage; fewer stages when shorter) and the 1x1 head conv."""
     widths = V2_WIDTHS[scale]
     x = _stem(x, widths[0], cfg)
-    for s, (width, repeats) in enumerate(zip(widths[1:4], REPEATS), start=2):
+    for s, (width, repeats) in enumerate(zip(widths[1:4], repeats), start=2):
         for b in range(1, repeats + 1):
             x = blocks.shufflenet_v2_unit(x, width, strides=2 if b == 1 else 1, cfg=cfg, name=f"stage{s}_block{b}")
     return blocks.conv_bn_act(x, widths[4], 1, cfg=cfg, name="head", act="relu")
