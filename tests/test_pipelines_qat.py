@@ -163,7 +163,7 @@ def _shufflenet_v2_stages(repeats):
 
 
 def test_shufflenet_v2_stages_hold_one_range_through_training_saving_and_int8(tmp_path):
-    """On two stages of two units each (QAT, training and conversion take a third of the registry model's time);
+    """On two stages of two units each (QAT, training and conversion take about half the registry model's time);
     the registry model's stages group the same way."""
     from export import Runner, convert
     from mobilecnn.quant_ranges import calibrate_ranges
