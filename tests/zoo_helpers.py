@@ -112,3 +112,24 @@ def train_step(model, x, y, lr=0.05):
 
 def trainable_count(model):
     return int(sum(np.prod(w.shape) for w in model.trainable_weights))
+
+
+def print_motif_coverage():
+    """The motif counts docs/pipelines.md quotes: the registry's, one model per graph's, MOTIF_SAMPLE's, and the
+    models with motifs outside the sample."""
+    from mobilecnn import list_models
+
+    names = list_models()
+    motifs = {name: wiring_motifs(small_model(name)) for name in names}
+    sample = set().union(*(motifs[name] for name in MOTIF_SAMPLE))
+    per_graph = set().union(*(motifs[name] for name in split_by_graph(names)[0]))
+    print(f"wiring motifs: registry {len(set().union(*motifs.values()))}, one model per graph {len(per_graph)}, "
+          f"MOTIF_SAMPLE {len(sample)}")
+    for name in names:
+        outside = sorted(motifs[name] - sample, key=str)
+        if outside:
+            print(f"{name}: {len(outside)} outside the sample, e.g. {outside[0]}")
+
+
+if __name__ == "__main__":
+    print_motif_coverage()
