@@ -1,7 +1,7 @@
-"""Float TFLite (batch 1) matches Keras within 1e-4 relative: one model per
-family by default, every registered model under -m slow. The default run
-leaves out the families whose fp32 parity test_export_zoo already checks with
-the same measure and bound (export.verify, on its one model per family)."""
+"""Float TFLite (batch 1) matches Keras within 1e-4 relative, every registered
+model under -m slow. The default run takes one model of each family whose fp32
+parity test_export_zoo does not already check with the same measure and bound
+(export.verify, on its one model per family)."""
 import numpy as np
 import pytest
 
