@@ -11,6 +11,7 @@ import difflib
 import fnmatch
 
 from . import reference_counts
+from .architectures import compound_scaling
 
 
 @dataclass(frozen=True)
@@ -66,9 +67,7 @@ def _cards():
         add(f"shufflenet_v2_{scale}", "shufflenet_v2", "ShuffleNetV2", {"scale": scale})
     for version in ("1.0", "1.1"):
         add(f"squeezenet_{version}", "squeezenet", "SqueezeNet", {"version": version})
-    from .architectures import efficientnet, efficientnet_v2
-
-    for variant, (_, _, size, _) in efficientnet.VARIANTS.items():
+    for variant, (_, _, size, _) in compound_scaling.EFFICIENTNET.items():
         ctor = "EfficientNet" + variant.capitalize()
         if variant.startswith("lite"):
             add(f"efficientnet_{variant}", "efficientnet_lite", ctor, {}, default_size=size, normalization="lite",
@@ -76,7 +75,7 @@ def _cards():
         else:
             add(f"efficientnet_{variant}", "efficientnet", ctor, {}, default_size=size,
                 keras_application=("EfficientNet" + variant.upper(), {}))
-    for variant, (_, _, size, _) in efficientnet_v2.VARIANTS.items():
+    for variant, (_, _, size, _) in compound_scaling.EFFICIENTNET_V2.items():
         ctor = "EfficientNetV2" + variant.upper()
         add(f"efficientnet_v2_{variant}", "efficientnet_v2", ctor, {}, default_size=size,
             normalization="torch" if variant.startswith("b") else "tf",

@@ -16,8 +16,6 @@ import os
 import tempfile
 from pathlib import Path
 
-from mobilecnn.compat import keras
-
 CONFIG = "config.json"
 HISTORY = "history.json"
 
@@ -76,6 +74,7 @@ def save_keras(model, path):
 
 def load_model_file(path, custom_objects=None):
     """Load a user's .keras/.h5 model in Keras safe mode (no Python code is unpickled)."""
+    from mobilecnn.compat import keras  # here, not at the top: `mobilecnn train --help` needs no TensorFlow
     from mobilecnn.quantization import custom_objects as zoo_objects
 
     path = Path(path)

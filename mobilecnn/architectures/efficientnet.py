@@ -2,6 +2,7 @@
 and EfficientNet-Lite0-4 (TensorFlow's efficientnet_lite_builder: no SE,
 ReLU6, stem and head not scaled, first and last stage repeats not scaled)."""
 from .. import base
+from .compound_scaling import EFFICIENTNET as VARIANTS
 from .mbconv import MBConvSpec, Stage, build_features, make_divisible, round_repeats
 
 # (kernel, repeats, channels, expansion, stride, se)
@@ -14,22 +15,6 @@ TABLE = (
     (5, 4, 192, 6, 2, 0.25),
     (3, 1, 320, 6, 1, 0.25),
 )
-# name: (width, depth, resolution, top dropout)
-VARIANTS = {
-    "b0": (1.0, 1.0, 224, 0.2),
-    "b1": (1.0, 1.1, 240, 0.2),
-    "b2": (1.1, 1.2, 260, 0.3),
-    "b3": (1.2, 1.4, 300, 0.3),
-    "b4": (1.4, 1.8, 380, 0.4),
-    "b5": (1.6, 2.2, 456, 0.4),
-    "b6": (1.8, 2.6, 528, 0.5),
-    "b7": (2.0, 3.1, 600, 0.5),
-    "lite0": (1.0, 1.0, 224, 0.2),
-    "lite1": (1.0, 1.1, 240, 0.2),
-    "lite2": (1.1, 1.2, 260, 0.3),
-    "lite3": (1.2, 1.4, 280, 0.3),
-    "lite4": (1.4, 1.8, 300, 0.3),
-}
 
 
 def spec(variant):

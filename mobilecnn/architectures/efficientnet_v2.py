@@ -1,5 +1,6 @@
 """EfficientNetV2 B0-B3 and S/M/L (Tan & Le 2021), as keras.applications.EfficientNetV2*."""
 from .. import base
+from .compound_scaling import EFFICIENTNET_V2 as VARIANTS
 from .mbconv import MBConvSpec, Stage, build_features, round_repeats
 
 # (block, kernel, repeats, in channels, out channels, expansion, stride, se)
@@ -39,16 +40,6 @@ TABLES = {
         ("ir", 3, 25, 224, 384, 6, 2, 0.25),
         ("ir", 3, 7, 384, 640, 6, 1, 0.25),
     ),
-}
-# name: (width, depth, resolution, top dropout)
-VARIANTS = {
-    "b0": (1.0, 1.0, 224, 0.2),
-    "b1": (1.0, 1.1, 240, 0.2),
-    "b2": (1.1, 1.2, 260, 0.3),
-    "b3": (1.2, 1.4, 300, 0.3),
-    "s": (1.0, 1.0, 384, 0.2),
-    "m": (1.0, 1.0, 480, 0.3),
-    "l": (1.0, 1.0, 480, 0.4),
 }
 
 
