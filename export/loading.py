@@ -56,6 +56,12 @@ def registry_names():
     return set(list_models())
 
 
+def _not_a_name(name):
+    from mobilecnn.registry import did_you_mean
+
+    return f"not a registry model name{did_you_mean(name)}"
+
+
 def load(model, *, model_name=None, input_size=None, classes=None, qat=False):
     """Return a LoadedModel for `model`, a path or a registry name.
 
@@ -72,7 +78,7 @@ def load(model, *, model_name=None, input_size=None, classes=None, qat=False):
     if os.sep in path or path.endswith(KERAS_SUFFIXES + H5_SUFFIXES):
         raise ExportError(f"{path}: model file not found")
     if path not in registry_names():
-        raise ExportError(f"{path}: no such model file, and not a registry model name (see `mobilecnn list`)")
+        raise ExportError(f"{path}: no such model file, and {_not_a_name(path)}")
     built = _build(path, input_size, classes, qat)
     return LoadedModel(
         built,
@@ -118,7 +124,7 @@ def _load_path(path, model_name, input_size, classes, qat):
 
 def _load_weights(path, model_name, input_size, classes, qat):
     if model_name not in registry_names():
-        raise ExportError(f"--model {model_name}: not a registry model name (see `mobilecnn list`)")
+        raise ExportError(f"--model {model_name}: {_not_a_name(model_name)}")
     if os.path.isdir(path) or path.endswith(KERAS_SUFFIXES):
         raise ExportError(f"{path}: a saved model, not a weights file; drop --model NAME")
     if path.endswith(H5_SUFFIXES) and _h5_config(path) is not None:

@@ -102,12 +102,16 @@ class UnknownModelError(KeyError):
         return self.args[0]
 
 
+def did_you_mean(name):
+    """The tail of an unknown-name error: the closest registered names, or where to look."""
+    close = difflib.get_close_matches(str(name), registry(), n=3, cutoff=0.5)
+    return f"; did you mean {', '.join(close)}?" if close else "; run `mobilecnn list` for the zoo"
+
+
 def get_card(name):
     cards = registry()
     if name not in cards:
-        close = difflib.get_close_matches(name, cards, n=3, cutoff=0.5)
-        hint = f"; did you mean {', '.join(close)}?" if close else "; run `mobilecnn list` for the zoo"
-        raise UnknownModelError(f"unknown model {name!r}{hint}")
+        raise UnknownModelError(f"unknown model {name!r}{did_you_mean(name)}")
     return cards[name]
 
 

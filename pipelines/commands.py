@@ -4,6 +4,7 @@ Each command writes a run folder (see pipelines.runs) and can be resumed
 with `--resume --out RUN`, which continues from the last finished epoch of
 the phase it was in, with the settings saved in RUN/config.json.
 """
+import contextlib
 import functools
 import logging
 from pathlib import Path
@@ -148,10 +149,14 @@ def _image_size(settings):
 
 
 def _prepare(ctx, command, params):
-    run_dir, settings = _start(ctx, command, params)
+    runs.check_model_spec(params["model"])
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    train, val = _folders(settings, run_dir)
-    size = _image_size(settings)
+    # A resumed run's folder holds the user's work: nothing in it is removed on failure.
+    guard = contextlib.nullcontext() if params["resume"] else runs.undone_on_error(params["out"])
+    with guard:
+        run_dir, settings = _start(ctx, command, params)
+        train, val = _folders(settings, run_dir)
+        size = _image_size(settings)
     data_config = _data_config(settings, size)
     return run_dir, settings, train, val, data_config, (size, size, 3)
 

@@ -11,8 +11,10 @@ Layout of a run folder:
 Every file is written to a temporary name in the same folder and then
 renamed, so a killed run never leaves a half-written file behind.
 """
+import contextlib
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -63,6 +65,30 @@ def prepare(run_dir, config, resume=False, force=False):
     return run_dir, config
 
 
+@contextlib.contextmanager
+def undone_on_error(run_dir):
+    """Remove what the block adds to `run_dir` (the folder too, if the block made it) when the block raises.
+
+    A new run that fails before it trains (bad data, unreadable model file)
+    then leaves nothing behind that would make the rerun ask for --force.
+    """
+    run_dir = Path(run_dir)
+    existed = run_dir.is_dir()
+    before = set(run_dir.iterdir()) if existed else set()
+    try:
+        yield
+    except BaseException:
+        if not existed:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        elif run_dir.is_dir():
+            for entry in set(run_dir.iterdir()) - before:
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry)
+                else:
+                    entry.unlink()
+        raise
+
+
 def save_keras(model, path):
     """Save a float or pruning-stripped model as .keras, atomically."""
     path = Path(path)
@@ -77,11 +103,7 @@ def load_model_file(path, custom_objects=None):
     from mobilecnn.compat import keras  # here, not at the top: `mobilecnn train --help` needs no TensorFlow
     from mobilecnn.quantization import custom_objects as zoo_objects
 
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"model file not found: {path}")
-    if path.suffix not in (".keras", ".h5"):
-        raise ValueError(f"model file must be .keras or .h5, got {path}")
+    path = _checked_model_file(path)
     objects = {**zoo_objects(), **(custom_objects or {})}
     if path.suffix == ".keras":
         return keras.models.load_model(path, custom_objects=objects, compile=False, safe_mode=True)
@@ -92,9 +114,29 @@ def load_model_file(path, custom_objects=None):
         return keras.models.load_model(path, custom_objects=objects, compile=False)
 
 
+def _checked_model_file(path):
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"model file not found: {path}")
+    if path.suffix not in (".keras", ".h5"):
+        raise ValueError(f"model file must be .keras or .h5, got {path}")
+    return path
+
+
 def is_model_file(spec):
     """True when a MODEL argument names a file rather than a zoo model."""
     return os.path.sep in str(spec) or str(spec).endswith((".keras", ".h5"))
+
+
+def check_model_spec(spec):
+    """Fail, naming MODEL, unless `spec` is an existing .keras/.h5 file or a zoo name (checked before any work)."""
+    if is_model_file(spec):
+        _checked_model_file(spec)
+        return
+    from mobilecnn.registry import did_you_mean, registry
+
+    if spec not in registry():
+        raise ValueError(f"MODEL {spec!r}: not a model file and not a zoo name{did_you_mean(spec)}")
 
 
 def resolve_model(spec, input_shape, classes):
@@ -107,10 +149,9 @@ def resolve_model(spec, input_shape, classes):
         if model.outputs[0].shape[-1] != classes:
             raise ValueError(f"{spec} has {model.outputs[0].shape[-1]} outputs but the data has {classes} classes")
         return model
-    from mobilecnn import create_model, list_models
+    from mobilecnn import create_model
 
-    if spec not in list_models():
-        raise ValueError(f"unknown model {spec!r}: not a file and not a zoo name (see `mobilecnn list`)")
+    check_model_spec(spec)
     return create_model(spec, input_shape=tuple(input_shape), classes=classes, classifier_activation=None)
 
 

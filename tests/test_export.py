@@ -517,6 +517,14 @@ def test_cli_verification_failure_writes_nothing(files, tmp_path):
 
 BAD_INPUTS = {
     "missing file": (lambda f, t: [t / "nope.keras", "-o", t / "o.tflite"], "model file not found"),
+    "misspelt zoo name": (
+        lambda f, t: ["mobilenet_v3_larg", "-o", t / "o.tflite"],
+        "not a registry model name; did you mean mobilenet_v3_large_1.0",
+    ),
+    "misspelt --model": (
+        lambda f, t: [f["weights"], "--model", "mobilenet_v2_10", "-o", t / "o.tflite"],
+        "--model mobilenet_v2_10: not a registry model name; did you mean mobilenet_v2_1.0",
+    ),
     "not a model (.keras)": (lambda f, t: [f["text_keras"], "-o", t / "o.tflite"], "not a Keras model file"),
     "not a model (.txt)": (lambda f, t: [f["text"], "-o", t / "o.tflite"], "not a model file"),
     "lambda .keras": (lambda f, t: [f["lambda_keras"], "-o", t / "o.tflite"], "Lambda layer"),

@@ -191,4 +191,33 @@ def test_train_command_rejects_bad_data_folders(tmp_path, layout, message):
     assert message in result.output
     if layout == "corrupt":
         assert str(root / "square" / "broken.png") in result.output
-    assert not (tmp_path / "run" / "model.keras").exists()
+    assert not (tmp_path / "run").exists(), "a run that failed before training must not block its rerun"
+
+
+def test_a_run_that_fails_before_training_leaves_a_given_folder_as_it_was(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    result = _cli(["mobilenet_v2_0.35", "--data", "synthetic", "--val", str(tmp_path / "nope"), "--image-size", "32",
+                   "--out", str(out), "--force", "--quiet"])
+    assert result.exit_code == 1 and "data folder not found" in result.output
+    # The generated synthetic/ set and config.json were written before --val failed; both are gone.
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"] and (out / "notes.txt").read_text() == "mine"
+
+
+@pytest.mark.parametrize("command", ["train", "qat", "prune"])
+@pytest.mark.parametrize("model, message", [
+    pytest.param("mobilenet_v3_larg", "MODEL 'mobilenet_v3_larg': not a model file and not a zoo name; did you mean "
+                                      "mobilenet_v3_large_1.0", id="misspelt"),
+    pytest.param("models/missing.keras", "model file not found: models/missing.keras", id="missing-file"),
+])
+def test_pipeline_commands_reject_an_unknown_model_before_making_a_run_folder(tmp_path, command, model, message):
+    from pipelines import commands
+
+    runner = CliRunner()
+    result = runner.invoke(getattr(commands, f"{command}_command"),
+                           [model, "--data", "synthetic", "--out", str(tmp_path / "run"), "--quiet"])
+    assert result.exit_code == 1, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"Error: {message}"), result.output
+    assert not (tmp_path / "run").exists()
