@@ -202,3 +202,22 @@ def test_rounding_lists_the_values_xnnpack_and_keras_round_apart():
     assert found.lines() == [
         "b_dwbn (DEPTHWISE_CONV_2D): 1 of 4 int8 values differ (XNNPACK vs QAT Keras); its input differs at 0 of 18",
         "  at (1, 0, 0, 0): exact 6.499989, XNNPACK 6, QAT Keras 7"]
+
+
+def test_parity_bounds_are_the_fixed_steps_unless_the_qat_model_spreads_further():
+    from benchmarks.int8_trace import MAX_STEPS, MEAN_STEPS, parity_bounds
+
+    assert parity_bounds({"mean_steps": 0.04, "max_steps": 2.0}) == (MEAN_STEPS, MAX_STEPS)
+    assert parity_bounds({"mean_steps": 1.1, "max_steps": 10.5}) == (1.1, 21.0)
+    assert parity_bounds({"mean_steps": 0.3, "max_steps": 3.0}) == (MEAN_STEPS, 6.0)
+
+
+def test_xla_outputs_evaluate_the_same_qat_model_for_inference():
+    from benchmarks.int8_trace import output_deviation, xla_outputs
+
+    qat, images = _qat_depthwise_head()
+    eager = qat(images, training=False).numpy()
+    compiled = xla_outputs(qat, images)
+    assert compiled.shape == eager.shape == (16, 10)
+    # Batch-norm statistics of the batch (training mode) would move every logit; rounding moves at most a near-tie.
+    assert output_deviation(eager, compiled)["max_steps"] <= 1.5

@@ -11,7 +11,8 @@ from export import calibrate_batchnorm
 from pipelines import qat
 from zoo_helpers import MOTIF_SAMPLE, tiny_model
 from benchmarks.int8_blocks import BLOCK_KINDS, COMPARED_IMAGES, quantized_block, strays
-from benchmarks.int8_trace import SIZE, output_deviation, small_model, synthetic_split, trained_qat
+from benchmarks.int8_trace import (SIZE, output_deviation, parity_bounds, small_model, synthetic_split,
+                                   trained_qat, xla_outputs)
 
 TRAIN_EPOCHS = 8
 # Per block, with the biases aligned (export.align_biases), XNNPACK computes what the QAT Keras model computes
@@ -20,7 +21,6 @@ TRAIN_EPOCHS = 8
 # with outputs more than half an output step off, none by more than STRAY_STEPS.
 STRAY_PIXELS = 1
 STRAY_STEPS = 1.5
-PARITY_STEPS = 4  # int8 output steps allowed between the int8 file and the QAT Keras model
 # One model per family for the whole-model int8-TFLite parity check, under -m slow. Each is trained first (512
 # synthetic images, 8 epochs; a net trained 4 steps on 32 images amplified the per-op differences to relative L2
 # 0.05-0.30 at the logits) and its biases are aligned with the file, as `mobilecnn export` does before its parity
@@ -103,13 +103,20 @@ def _int8_parity(name, learnable):
     assert conversion.qat
     got = Runner(conversion.tflite).run_all(x)
     figures = output_deviation(expected, got)
-    print(f"{name}: int8 vs QAT Keras: {figures}")
+    # The QAT Keras model's own float32 rounding: where its eager and XLA evaluations differ by more than the fixed
+    # bounds, the int8 file is held to that spread (benchmarks.int8_trace.parity_bounds; docs/pipelines.md).
+    spread = output_deviation(expected, xla_outputs(q, x))
+    mean_bound, max_bound = parity_bounds(spread)
+    print(f"{name}: int8 vs QAT Keras: {figures}; QAT Keras XLA vs eager: {spread}; bounds {mean_bound}, {max_bound}")
     step = figures["step"]  # one int8 step of the output range
     ranked = np.sort(expected, axis=1)
-    clear = ranked[:, -1] - ranked[:, -2] > PARITY_STEPS * step  # near-ties may swap
+    clear = ranked[:, -1] - ranked[:, -2] > max_bound * step  # near-ties may swap
     assert np.array_equal(got.argmax(1)[clear], expected.argmax(1)[clear])
-    assert figures["mean_steps"] <= 1
-    np.testing.assert_allclose(got, expected, atol=PARITY_STEPS * step)
+    # Both models' outputs lie on the file's output grid, so the spread and twice it are multiples of its step that
+    # a deviation can equal; the slack absorbs only the float32 rounding of those multiples.
+    slack = 1e-3
+    assert figures["mean_steps"] <= mean_bound + slack, f"{name}: {figures}, mean bound {mean_bound}"
+    assert figures["max_steps"] <= max_bound + slack, f"{name}: {figures}, max bound {max_bound}"
 
 
 @pytest.mark.parametrize("kind", BLOCK_KINDS)
