@@ -221,3 +221,15 @@ def test_xla_outputs_evaluate_the_same_qat_model_for_inference():
     assert compiled.shape == eager.shape == (16, 10)
     # Batch-norm statistics of the batch (training mode) would move every logit; rounding moves at most a near-tie.
     assert output_deviation(eager, compiled)["max_steps"] <= 1.5
+
+
+def test_synthetic_split_holds_the_documented_counts_of_every_class():
+    from benchmarks.int8_trace import CLASSES, SIZE, TEST_IMAGES, TRAIN_IMAGES, synthetic_split
+
+    train_x, train_y, test_x = synthetic_split()
+    assert train_x.shape == (TRAIN_IMAGES, SIZE, SIZE, 3) and train_y.shape == (TRAIN_IMAGES, CLASSES)
+    assert test_x.shape == (TEST_IMAGES, SIZE, SIZE, 3)
+    assert train_y.sum(axis=0).min() >= 0.9 * TRAIN_IMAGES / CLASSES  # shuffled: every class, none starved
+    assert -1 <= train_x.min() < train_x.max() <= 1
+    again = synthetic_split()
+    assert np.array_equal(again[0], train_x) and np.array_equal(again[2], test_x)

@@ -21,7 +21,7 @@ TRAIN_EPOCHS = 8
 # with outputs more than half an output step off, none by more than STRAY_STEPS.
 STRAY_PIXELS = 1
 STRAY_STEPS = 1.5
-# One model per family for the whole-model int8-TFLite parity check, under -m slow. Each is trained first (512
+# One model per family for the whole-model int8-TFLite parity check, under -m slow. Each is trained first (5,408
 # synthetic images, 8 epochs; a net trained 4 steps on 32 images amplified the per-op differences to relative L2
 # 0.05-0.30 at the logits) and its biases are aligned with the file, as `mobilecnn export` does before its parity
 # check. Measured 2026-11-30 (docs/pipelines.md): MobileNetV2 and ShuffleNet V2 bit-exact (ShuffleNet V2 was mean
