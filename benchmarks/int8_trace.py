@@ -6,7 +6,8 @@ The model is trained exactly as the whole-model parity test trains it
 int8 file (export.align_biases; `--unaligned` skips that). Then it prints the
 output's deviation (int8 XNNPACK file vs QAT Keras on 32 held-out images, as
 the test measures it), the QAT Keras model's own spread (its XLA against its
-eager outputs) with the bounds the test derives from it, and, per layer, the
+eager outputs) with the bounds the test derives from it, the test's verdict
+(parity_failures), and, per layer, the
 deviation of the tensor TFLite's reference kernels computed for it
 (export.layer_trace). `--xnnpack PATTERN`
 also traces the layers whose names match PATTERN under XNNPACK, the kernels
@@ -127,6 +128,32 @@ def parity_bounds(spread):
     file's output grid, and one draw of it is not the noise's extreme (the file's max was up to twice the spread's
     on the models measured; docs/pipelines.md), hence twice."""
     return max(MEAN_STEPS, spread["mean_steps"]), max(MAX_STEPS, 2 * spread["max_steps"])
+
+
+def parity_failures(expected, got, spread):
+    """The whole-model parity test's rule, as reasons the int8 file's outputs `got` fail against the QAT Keras
+    model's eager outputs `expected` (empty when they pass), given the model's own `spread` (`output_deviation` of
+    `expected` against `xla_outputs`): the untestable guard, then the class wherever the top two logits are further
+    apart than the max bound (near-ties may swap), then `parity_bounds`' mean and max."""
+    if spread["max_steps"] > TESTABLE_SPREAD_STEPS:
+        return [f"untestable: the QAT Keras model's XLA and eager outputs differ by {spread['max_steps']:.1f} steps "
+                f"of its outputs' range (at most {TESTABLE_SPREAD_STEPS}); no bound against it would test the file"]
+    figures = output_deviation(expected, got)
+    mean_bound, max_bound = parity_bounds(spread)
+    ranked = np.sort(expected, axis=1)
+    clear = ranked[:, -1] - ranked[:, -2] > max_bound * figures["step"]
+    changed = int(np.sum(got.argmax(1)[clear] != expected.argmax(1)[clear]))
+    failures = []
+    if changed:
+        failures.append(f"{changed} of the {int(clear.sum())} images whose top two logits are over {max_bound:.3g} "
+                        "steps apart change class")
+    # Both models' outputs lie on the file's output grid, so the spread and twice it are multiples of its step that
+    # a deviation can equal; the slack absorbs only the float32 rounding of those multiples.
+    slack = 1e-3
+    for kind, bound in (("mean", mean_bound), ("max", max_bound)):
+        if figures[f"{kind}_steps"] > bound + slack:
+            failures.append(f"{kind} deviation {figures[f'{kind}_steps']:.4g} steps, over the bound {bound:.4g}")
+    return failures
 
 
 def _figures(figures):
@@ -269,6 +296,8 @@ def main(argv=None):
     print(f"  the QAT Keras model's own spread, XLA vs eager kernels: {_figures(spread)}; the test's bounds: "
           "mean {:.3g}, max {:.3g} steps".format(*parity_bounds(spread)))
     print(f"  int8 XNNPACK vs QAT Keras on XLA: {_figures(output_deviation(compiled, got))}")
+    failures = parity_failures(expected, got, spread)
+    print("  the parity test's verdict: " + ("; ".join(failures) if failures else "passes"))
     # TFLite's own kernels disagree on the same file (rounding in MEAN and requantization); in the same units
     # (steps of the XNNPACK output's range) this is the floor no QAT model can get under against all of them.
     for backend in ("builtin", "reference"):

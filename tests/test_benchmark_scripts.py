@@ -212,6 +212,33 @@ def test_parity_bounds_are_the_fixed_steps_unless_the_qat_model_spreads_further(
     assert parity_bounds({"mean_steps": 0.3, "max_steps": 3.0}) == (MEAN_STEPS, 6.0)
 
 
+def test_parity_failures_name_each_part_of_the_rule_the_file_breaks():
+    from benchmarks.int8_trace import TESTABLE_SPREAD_STEPS, parity_failures
+
+    expected = np.tile(np.linspace(0, 255, 10, dtype=np.float32), (4, 1))  # one output step is 1.0
+    expected[0, 8] = 249.0  # image 0: top two 6 steps apart, a clear margin
+    expected[3, 8] = 254.5  # image 3: half a step apart, a near-tie
+    calm = {"mean_steps": 0.0, "max_steps": 0.0}
+    assert parity_failures(expected, expected.copy(), calm) == []
+    wide = {"mean_steps": 2.0, "max_steps": TESTABLE_SPREAD_STEPS + 1.0}
+    assert parity_failures(expected, expected.copy(), wide)[0].startswith("untestable")
+
+    tie_swapped = expected.copy()
+    tie_swapped[3, [8, 9]] = tie_swapped[3, [9, 8]]
+    assert parity_failures(expected, tie_swapped, calm) == []
+    class_swapped = expected.copy()
+    class_swapped[0, [8, 9]] += [3.5, -3.5]  # under the max bound, yet image 0 changes class on a clear margin
+    assert parity_failures(expected, class_swapped, calm) == [
+        "1 of the 3 images whose top two logits are over 4 steps apart change class"]
+
+    shifted = expected + 1.5
+    assert parity_failures(expected, shifted, calm) == ["mean deviation 1.5 steps, over the bound 1"]
+    assert parity_failures(expected, shifted, {"mean_steps": 1.5, "max_steps": 2.0}) == []
+    spike = expected.copy()
+    spike[1, 0] += 5.0
+    assert parity_failures(expected, spike, calm) == ["max deviation 5 steps, over the bound 4"]
+
+
 def test_xla_outputs_evaluate_the_same_qat_model_for_inference():
     from benchmarks.int8_trace import output_deviation, xla_outputs
 
