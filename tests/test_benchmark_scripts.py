@@ -260,3 +260,25 @@ def test_synthetic_split_holds_the_documented_counts_of_every_class():
     assert -1 <= train_x.min() < train_x.max() <= 1
     again = synthetic_split()
     assert np.array_equal(again[0], train_x) and np.array_equal(again[2], test_x)
+
+
+def test_inference_batchnorm_normalizes_every_batch_norms_inputs_in_inference_mode():
+    from benchmarks.int8_trace import inference_batchnorm
+    from mobilecnn.compat import keras
+    from zoo_helpers import tiny_model
+
+    model = tiny_model()
+    norms = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    assert len(norms) >= 3
+    rng = np.random.default_rng(0)
+    for layer in norms:  # statistics that fit no input, as a lagging moving average leaves them
+        layer.moving_mean.assign(rng.normal(size=layer.moving_mean.shape).astype(np.float32))
+        layer.moving_variance.assign(rng.uniform(0.1, 5, size=layer.moving_variance.shape).astype(np.float32))
+    x = 3 * rng.normal(size=(64, 32, 32, 3)).astype(np.float32) + 1
+    assert inference_batchnorm(model, x) is model
+    probe = keras.Model(model.inputs, [layer.output for layer in norms])
+    for layer, out in zip(norms, probe(x, training=False)):
+        out = out.numpy().reshape(-1, out.shape[-1])
+        variance = layer.moving_variance.numpy()
+        np.testing.assert_allclose(out.mean(0), layer.beta.numpy(), atol=1e-4)
+        np.testing.assert_allclose(out.var(0), variance / (variance + layer.epsilon), rtol=1e-3)

@@ -22,11 +22,11 @@ TRAIN_EPOCHS = 8
 STRAY_PIXELS = 1
 STRAY_STEPS = 1.5
 # One model per family for the whole-model int8-TFLite parity check, under -m slow. Each is trained first (5,408
-# synthetic images, 8 epochs at Adam 1e-3; a net trained 4 steps on 32 images amplified the per-op differences to
-# relative L2 0.05-0.30 at the logits) and its biases are aligned with the file, as `mobilecnn export` does before its
-# parity check. Measured 2026-11-30, trained at 3e-3 then (docs/pipelines.md): MobileNetV2 and ShuffleNet V2 bit-exact
-# (ShuffleNet V2 was mean 1.46, max 9 steps until its stages held one concat range), the minimalistic MobileNetV3 and
-# EfficientNet-Lite within 1.1 steps (mean 0.007-0.013).
+# synthetic images, 8 epochs at Adam 1e-3, then its batch norms' statistics re-estimated in inference mode; a net
+# trained 4 steps on 32 images amplified the per-op differences to relative L2 0.05-0.30 at the logits) and its biases
+# are aligned with the file, as `mobilecnn export` does before its parity check. Measured 2026-11-30, trained at 3e-3
+# then (docs/pipelines.md): MobileNetV2 and ShuffleNet V2 bit-exact (ShuffleNet V2 was mean 1.46, max 9 steps until its
+# stages held one concat range), the minimalistic MobileNetV3 and EfficientNet-Lite within 1.1 steps (mean 0.007-0.013).
 PARITY_FAMILIES = ["mobilenet_v2_0.35", "mobilenet_v3_small_minimalistic", "shufflenet_v2_0.5", "efficientnet_lite0"]
 
 
