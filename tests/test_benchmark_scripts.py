@@ -281,4 +281,5 @@ def test_inference_batchnorm_normalizes_every_batch_norms_inputs_in_inference_mo
         out = out.numpy().reshape(-1, out.shape[-1])
         variance = layer.moving_variance.numpy()
         np.testing.assert_allclose(out.mean(0), layer.beta.numpy(), atol=1e-4)
-        np.testing.assert_allclose(out.var(0), variance / (variance + layer.epsilon), rtol=1e-3)
+        expected_var = layer.gamma.numpy() ** 2 * variance / (variance + layer.epsilon)
+        np.testing.assert_allclose(out.var(0), expected_var, rtol=1e-3)
