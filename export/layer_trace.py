@@ -15,7 +15,10 @@ are not listed.
 
 `trace_sub_models` measures the kernels a file ships with instead: XNNPACK
 keeps no intermediate tensors, so the model up to each chosen layer is
-converted and run on its own (one conversion per layer).
+converted and run on its own (one conversion per layer). `first_divergence`
+does the same for one image up to the first layer whose int8 output differs,
+and says how far the Keras model's unrounded values there lie from a rounding
+midpoint: near zero, the two only rounded a value on a midpoint differently.
 """
 import re
 from dataclasses import dataclass
@@ -141,3 +144,88 @@ def trace_sub_models(model, samples, pattern="", backend="xnnpack"):
         finally:
             runner.close()
     return rows
+
+
+@dataclass
+class Divergence:
+    """Where a file first departs from its QAT Keras model on one image: the first layer (in graph order) whose int8
+    output differs, and for each element that lands on another level, (index, where the Keras model's value before
+    rounding lies on the output's grid in levels, the level Keras chose, the level the file chose)."""
+    layer: str
+    scale: float
+    elements: list
+
+    @property
+    def tie_distance(self):
+        """The largest distance, in steps, of a differing element's unrounded value from the midpoint between two
+        levels: near 0 when float32 rounding alone decided between them, up to 0.5 for a real difference."""
+        return max(abs(position - np.floor(position) - 0.5) for _, position, _, _ in self.elements)
+
+    def __str__(self):
+        shown = "; ".join(f"{index}: Keras value at level {position:.7f}, Keras level {keras_level:.0f}, file level "
+                          f"{file_level:.0f}" for index, position, keras_level, file_level in self.elements[:4])
+        more = f"; and {len(self.elements) - 4} more" if len(self.elements) > 4 else ""
+        return (f"{self.layer}: {len(self.elements)} element(s) on another level, at most {self.tie_distance:.2e} "
+                f"steps from a rounding midpoint ({shown}{more})")
+
+
+def _identity_quantizer(inputs, training, weights=None, **kwargs):
+    return inputs
+
+
+def _activation_and_output_quantizers(layer):
+    """(object, attribute, value) for every quantizer that rounds `layer`'s activations or output (not its
+    weights): a QuantizeWrapper's output quantizers and quantize-aware activations, a QuantizeLayer's quantizer."""
+    found = []
+    if getattr(layer, "_output_quantizers", None):
+        found.append((layer, "_output_quantizers", layer._output_quantizers))
+    for activation in getattr(layer, "_quantize_activations", []):
+        found.append((activation, "quantizer", activation.quantizer))
+    if type(layer).__name__ == "QuantizeLayer" and layer.quantizer:
+        found.append((layer, "quantizer", layer.quantizer))
+    return found
+
+
+def unrounded_output(model, layer, x):
+    """`layer`'s output for `x` in the QAT `model` with its weights fake-quantized but its activations and output
+    not rounded: where the Keras model's value lies before it picks a level."""
+    from mobilecnn.compat import keras
+
+    quantizers = _activation_and_output_quantizers(layer)
+    if not quantizers:
+        raise ValueError(f"{_layer_name(layer)} rounds no activation or output of its own")
+    inputs = keras.Model(model.inputs, layer.input)(x, training=False)
+    try:
+        for owner, attribute, value in quantizers:
+            identity = [_identity_quantizer] * len(value) if isinstance(value, list) else _identity_quantizer
+            setattr(owner, attribute, identity)
+        return layer(inputs, training=False).numpy()
+    finally:
+        for owner, attribute, value in quantizers:
+            setattr(owner, attribute, value)
+
+
+def first_divergence(model, sample, backend="xnnpack"):
+    """The Divergence of the QAT `model`'s int8 file from the model on one `sample` (float, normalized like the
+    input), or None where no quantized layer's output differs: the model up to each layer in graph order converted
+    on its own and run with `backend` until one differs by a level (one conversion per layer up to it)."""
+    x = np.asarray(sample, np.float32)[None]
+    for layer in _traced_layers(model):
+        sub_model, runner = sub_model_file(model, layer, backend)
+        try:
+            output = dequantized_output(runner)
+            got = None if output is None else runner.run(x)
+        finally:
+            runner.close()
+        if output is None:
+            continue
+        scale, zero_point = output["quantization"]
+        expected = sub_model(x, training=False).numpy()
+        differing = np.argwhere(np.abs(got - expected) > scale / 2)
+        if len(differing):
+            position = unrounded_output(model, layer, x) / scale + zero_point
+            elements = [(tuple(int(i) for i in index[1:]), float(position[tuple(index)]),
+                         float(np.round(expected[tuple(index)] / scale + zero_point)),
+                         float(np.round(got[tuple(index)] / scale + zero_point))) for index in differing]
+            return Divergence(layer=_layer_name(layer), scale=float(scale), elements=elements)
+    return None

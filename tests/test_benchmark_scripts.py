@@ -237,6 +237,10 @@ def test_parity_failures_name_each_part_of_the_rule_the_file_breaks():
     spike = expected.copy()
     spike[1, 0] += 5.0
     assert parity_failures(expected, spike, calm) == ["max deviation 5 steps, over the bound 4"]
+    assert parity_failures(expected, spike, calm, excused=[1]) == []  # left out of the max only
+    assert parity_failures(expected, spike, calm, excused=[2]) == ["max deviation 5 steps, over the bound 4"]
+    assert parity_failures(expected, shifted, calm, excused=[0, 1, 2, 3]) == [
+        "mean deviation 1.5 steps, over the bound 1"]
 
 
 def test_xla_outputs_evaluate_the_same_qat_model_for_inference():

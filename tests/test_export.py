@@ -292,6 +292,29 @@ def test_align_biases_makes_the_qat_model_compute_what_its_int8_file_does():
         export.align_biases(other, export.convert(float_model, "fp32").tflite)
 
 
+def test_first_divergence_names_the_layer_and_how_close_to_a_rounding_midpoint():
+    from export.layer_trace import Divergence, first_divergence
+
+    qat, images = _qat_conv_stack()
+    tflite = export.convert(qat, "int8", io="float").tflite
+    got = export.Runner(tflite).run_all(images[:8])
+    expected = qat(images[:8], training=False).numpy()
+    image = int(np.abs(got - expected).max(axis=(1, 2, 3)).argmax())
+    float_biases = first_divergence(qat, images[image])
+    assert float_biases is not None and float_biases.layer in {"c1_act", "dw_act", "c2_act", "c3_bn"}
+    for _, position, keras_level, file_level in float_biases.elements:
+        assert abs(keras_level - position) <= 0.5 + 1e-4  # a level next to the unrounded value
+        assert abs(file_level - keras_level) == 1
+    # a bias off by under half its int32 step moves only values that close to a midpoint
+    assert float_biases.tie_distance < 0.05, float_biases
+    export.align_biases(qat, tflite)
+    assert first_divergence(qat, images[image]) is None
+    near_tie = Divergence(layer="b", scale=0.1, elements=[((7, 0, 14), 137.4999973, 138.0, 137.0)])
+    assert near_tie.tie_distance == pytest.approx(2.7e-6, abs=1e-7)
+    off_level = Divergence(layer="b", scale=0.1, elements=[((0, 0, 0), 10.2, 10.0, 11.0), ((0, 0, 1), 3.5, 4.0, 3.0)])
+    assert off_level.tie_distance == pytest.approx(0.3)  # the farthest element decides
+
+
 def test_compiled_runner_writes_weight_cache(model, tmp_path):
     conv = export.convert(model, "fp32")
     cache = tmp_path / "tiny.xnnpack_cache"
