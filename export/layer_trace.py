@@ -128,22 +128,29 @@ def sub_model_file(model, layer, backend="xnnpack"):
     return sub_model, Runner(convert(sub_model, "int8", io="float", keep_activation=True).tflite, backend=backend)
 
 
+def _sub_model_outputs(model, layers, samples, backend):
+    """(layer, the file's int8 output tensor, the file's outputs, the Keras outputs) over `samples`, in order, for
+    each of `layers` whose output the file quantizes: the model up to it converted on its own and run with
+    `backend` (one conversion per layer, made only when the caller asks for the next)."""
+    samples = np.asarray(samples, np.float32)
+    for layer in layers:
+        sub_model, runner = sub_model_file(model, layer, backend)
+        try:
+            output = dequantized_output(runner)
+            got = None if output is None else runner.run_all(samples)
+        finally:
+            runner.close()
+        if output is not None:
+            yield layer, output, got, sub_model(samples, training=False).numpy()
+
+
 def trace_sub_models(model, samples, pattern="", backend="xnnpack"):
     """[LayerDeviation] in graph order for every layer of the QAT `model` whose name matches `pattern` (a regular
     expression) and whose output the file quantizes: the model up to that layer converted to int8 on its own,
     run with `backend` over `samples`, against the layer's Keras output, in steps of the output's scale."""
-    samples = np.asarray(samples, np.float32)
-    rows = []
-    for layer in matching_layers(model, pattern):
-        sub_model, runner = sub_model_file(model, layer, backend)
-        try:
-            output = dequantized_output(runner)
-            if output is not None:
-                off = np.abs(runner.run_all(samples) - sub_model(samples, training=False).numpy())
-                rows.append(_deviation(layer, output, off.ravel() / output["quantization"][0]))
-        finally:
-            runner.close()
-    return rows
+    return [_deviation(layer, output, np.abs(got - expected).ravel() / output["quantization"][0])
+            for layer, output, got, expected in _sub_model_outputs(model, matching_layers(model, pattern), samples,
+                                                                   backend)]
 
 
 @dataclass
@@ -152,7 +159,6 @@ class Divergence:
     output differs, and for each element that lands on another level, (index, where the Keras model's value before
     rounding lies on the output's grid in levels, the level Keras chose, the level the file chose)."""
     layer: str
-    scale: float
     elements: list
 
     @property
@@ -210,22 +216,13 @@ def first_divergence(model, sample, backend="xnnpack"):
     input), or None where no quantized layer's output differs: the model up to each layer in graph order converted
     on its own and run with `backend` until one differs by a level (one conversion per layer up to it)."""
     x = np.asarray(sample, np.float32)[None]
-    for layer in _traced_layers(model):
-        sub_model, runner = sub_model_file(model, layer, backend)
-        try:
-            output = dequantized_output(runner)
-            got = None if output is None else runner.run(x)
-        finally:
-            runner.close()
-        if output is None:
-            continue
+    for layer, output, got, expected in _sub_model_outputs(model, _traced_layers(model), x, backend):
         scale, zero_point = output["quantization"]
-        expected = sub_model(x, training=False).numpy()
         differing = np.argwhere(np.abs(got - expected) > scale / 2)
         if len(differing):
             position = unrounded_output(model, layer, x) / scale + zero_point
             elements = [(tuple(int(i) for i in index[1:]), float(position[tuple(index)]),
                          float(np.round(expected[tuple(index)] / scale + zero_point)),
                          float(np.round(got[tuple(index)] / scale + zero_point))) for index in differing]
-            return Divergence(layer=_layer_name(layer), scale=float(scale), elements=elements)
+            return Divergence(layer=_layer_name(layer), elements=elements)
     return None
